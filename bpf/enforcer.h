@@ -1,0 +1,100 @@
+/* Structs, enums and sizes shared by the BPF programs and by Python.
+ * enforcer/abi.py mirrors the enums and sizes; tests/unit/test_abi.py checks
+ * that the two agree. Map key and value layouts reach Python through bcc's
+ * generated ctypes (table.Key / table.Leaf, table.event), so they are written
+ * only here. Types are bcc's u8..u64, the ones its event decoder knows. */
+#ifndef ENFORCER_H
+#define ENFORCER_H
+
+/* What one matching rule does to the exec. Mode is folded in by the compiler:
+ * an enforce-mode kill rule is ACTION_KILL, everything else is ACTION_AUDIT. */
+enum action {
+    ACTION_AUDIT = 1,
+    ACTION_KILL = 2,
+};
+
+/* Path bytes kept per exec; the LPM key holds the set id plus this. */
+#define PATH_LEN 252
+/* Basename bytes, NUL included: policy names are at most NAME_LEN - 1 bytes. */
+#define NAME_LEN 64
+/* Full path bytes read only when PATH_LEN cut the path short (PATH_MAX). */
+#define LONG_PATH_LEN 4096
+/* Most (policy, rule) pairs one lookup can hit. */
+#define MAX_HITS 8
+#define COMM_LEN 16
+
+#define MAX_CGROUPS 16384
+#define MAX_NAME_ENTRIES 65536
+#define MAX_PATH_ENTRIES 65536
+#define MAX_COUNTERS 65536
+#define RINGBUF_PAGES 64
+
+/* Index of the config array's only entry. */
+#define CONFIG_KEY 0
+
+/* cgroup id -> the policy set compiled for it. set_id 0 selects nothing. */
+struct cgroup_value {
+    u32 set_id;
+};
+
+/* Everything the kernel needs that is not per cgroup. */
+struct config_value {
+    u32 host_set_id;   /* set for cgroups absent from the cgroup map */
+    u32 trace_all;     /* 1: submit an event for every exec (enforcer trace) */
+};
+
+struct hit {
+    u16 policy_id;
+    u16 rule_id;
+    u16 target_id;     /* which names/paths/dirs entry matched */
+    u16 action;        /* enum action */
+};
+
+struct match_value {
+    u32 count;
+    struct hit hits[MAX_HITS];
+};
+
+struct name_key {
+    u32 set_id;
+    char name[NAME_LEN];
+};
+
+/* LPM trie key: exact paths are stored with their NUL (so they match only
+ * whole), directories with a trailing '/' (so they match what lies below). */
+struct path_key {
+    u32 prefixlen;
+    u32 set_id;
+    char path[PATH_LEN];
+};
+
+struct counter_key {
+    u64 cgroup_id;
+    u16 policy_id;
+    u16 rule_id;
+    u16 target_id;
+    u16 action;
+};
+
+enum event_kind {
+    EVENT_MATCH = 1,     /* a rule matched; hit says which and what was done */
+    EVENT_EXEC = 2,      /* trace_all: an exec that matched nothing */
+};
+
+struct event {
+    u64 timestamp_ns;  /* bpf_ktime_get_boot_ns */
+    u64 cgroup_id;
+    u32 pid;           /* tgid */
+    u32 tid;
+    u32 uid;
+    u32 kind;          /* enum event_kind */
+    /* The hit, flattened: bcc decodes events only from scalar fields. */
+    u16 policy_id;
+    u16 rule_id;
+    u16 target_id;
+    u16 action;
+    char comm[COMM_LEN];
+    char filename[PATH_LEN];
+};
+
+#endif

@@ -1,0 +1,254 @@
+/* Decides, for every execve and execveat, whether a policy names the program
+ * in the caller's cgroup; counts it, reports it and, for kill rules in enforce
+ * mode, sends SIGKILL before the new program runs any of its own code.
+ *
+ * Policies arrive as map contents (enforcer/compiler.py); this file never
+ * changes with them. Per exec the work is: one cgroup hash lookup, one LPM
+ * lookup for paths and directories, one hash lookup for the basename. Nothing
+ * loops over rules or containers, so the cost is flat in their number.
+ *
+ * Build variants (-D, chosen by enforcer/kernel.py):
+ *   BACKEND_KPROBE    attach as kprobes on the syscalls instead of tracepoints
+ *   USE_PERF_BUFFER   kernels without BPF ring buffers (< 5.8)
+ */
+#include <uapi/linux/ptrace.h>
+#include "enforcer.h"
+
+#define SIGKILL 9
+
+BPF_HASH(cgroup_sets, u64, struct cgroup_value, MAX_CGROUPS);
+BPF_ARRAY(config, struct config_value, 1);
+BPF_HASH(rule_names, struct name_key, struct match_value, MAX_NAME_ENTRIES);
+BPF_F_TABLE("lpm_trie", struct path_key, struct match_value, rule_paths, MAX_PATH_ENTRIES,
+            BPF_F_NO_PREALLOC);
+BPF_HASH(counters, struct counter_key, u64, MAX_COUNTERS);
+/* Every exec seen, and events the buffer had no room for. */
+BPF_PERCPU_ARRAY(exec_total, u64, 1);
+BPF_PERCPU_ARRAY(event_drops, u64, 1);
+
+/* Per-CPU scratch: the keys are too big for the 512-byte BPF stack. */
+struct scratch {
+    struct path_key path;
+    struct name_key name;
+    char long_path[LONG_PATH_LEN];
+};
+BPF_PERCPU_ARRAY(scratch_space, struct scratch, 1);
+
+#ifdef USE_PERF_BUFFER
+BPF_PERF_OUTPUT(events);
+BPF_PERCPU_ARRAY(event_space, struct event, 1);
+#else
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+#endif
+
+static __always_inline void bump(void *map_value)
+{
+    if (map_value)
+        __sync_fetch_and_add((u64 *)map_value, 1);
+}
+
+static __always_inline void count_hit(u64 cgroup_id, const struct hit *hit)
+{
+    struct counter_key key = {
+        .cgroup_id = cgroup_id,
+        .policy_id = hit->policy_id,
+        .rule_id = hit->rule_id,
+        .target_id = hit->target_id,
+        .action = hit->action,
+    };
+    u64 zero = 0;
+    u64 *value = counters.lookup_or_try_init(&key, &zero);
+    bump(value);
+}
+
+static __always_inline void submit(void *ctx, u64 cgroup_id, u32 kind,
+                                   const struct hit *hit, const char *path)
+{
+    int zero = 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+#ifdef USE_PERF_BUFFER
+    struct event *event = event_space.lookup(&zero);
+#else
+    struct event *event = events.ringbuf_reserve(sizeof(struct event));
+#endif
+    if (!event) {
+        bump(event_drops.lookup(&zero));
+        return;
+    }
+    event->timestamp_ns = bpf_ktime_get_boot_ns();
+    event->cgroup_id = cgroup_id;
+    event->pid = pid_tgid >> 32;
+    event->tid = (u32)pid_tgid;
+    event->uid = (u32)bpf_get_current_uid_gid();
+    event->kind = kind;
+    event->policy_id = hit ? hit->policy_id : 0;
+    event->rule_id = hit ? hit->rule_id : 0;
+    event->target_id = hit ? hit->target_id : 0;
+    event->action = hit ? hit->action : 0;
+    bpf_get_current_comm(event->comm, sizeof(event->comm));
+    bpf_probe_read_kernel_str(event->filename, sizeof(event->filename), path);
+#ifdef USE_PERF_BUFFER
+    if (events.perf_submit(ctx, event, sizeof(*event)) != 0)
+        bump(event_drops.lookup(&zero));
+#else
+    events.ringbuf_submit(event, 0);
+#endif
+}
+
+/* Whether the path lookup already counted this exec for the hit's rule: a rule
+ * naming both the basename and the directory counts the exec once. */
+static __always_inline int counted_by(const struct match_value *earlier, const struct hit *hit)
+{
+    if (!earlier)
+        return 0;
+#pragma unroll
+    for (int i = 0; i < MAX_HITS; i++) {
+        if (i >= earlier->count)
+            break;
+        if (earlier->hits[i].policy_id == hit->policy_id && earlier->hits[i].rule_id == hit->rule_id)
+            return 1;
+    }
+    return 0;
+}
+
+/* Counts and reports every hit of one lookup not already seen in `earlier`;
+ * returns 1 if any says kill. */
+static __always_inline int apply_hits(void *ctx, u64 cgroup_id, const struct match_value *match,
+                                      const struct match_value *earlier, const char *path)
+{
+    int kill = 0;
+#pragma unroll
+    for (int i = 0; i < MAX_HITS; i++) {
+        if (i >= match->count)
+            break;
+        const struct hit *hit = &match->hits[i];
+        if (hit->action == ACTION_KILL)
+            kill = 1;
+        if (counted_by(earlier, hit))
+            continue;
+        count_hit(cgroup_id, hit);
+        submit(ctx, cgroup_id, EVENT_MATCH, hit, path);
+    }
+    return kill;
+}
+
+/* Keeps clang from dropping a bounds mask the verifier needs to see. */
+#define barrier_var(v) asm volatile("" : "+r"(v))
+
+/* Copies the basename of src[0..len) (len counts the NUL) into the zeroed name
+ * key. Returns 0 when it is longer than any policy name can be: no lookup.
+ * Indexes are masked with `mask` (a power of two less one, never reaching past
+ * the scratch value) so the verifier can see every access is in bounds. */
+static __always_inline int take_basename(struct scratch *s, const char *src, u32 len, u32 mask)
+{
+    u32 start = 0;
+    int found = 0;
+#pragma unroll
+    for (u32 i = 1; i <= NAME_LEN; i++) {
+        /* Walk back from the end: a basename that fits NAME_LEN ends within it. */
+        if (i >= len) {
+            found = 1;
+            break;
+        }
+        u32 at = len - 1 - i;
+        barrier_var(at);
+        at &= mask;
+        if (src[at] == '/') {
+            start = at + 1;
+            found = 1;
+            break;
+        }
+    }
+    if (!found)
+        return 0;
+    barrier_var(start);
+    start &= mask;
+    __builtin_memset(s->name.name, 0, NAME_LEN);
+    bpf_probe_read_kernel_str(s->name.name, NAME_LEN, &src[start]);
+    return 1;
+}
+
+/* The basename lookup key, from the copy in the path key or, when the path was
+ * too long for it, from a second, full-length copy. */
+static __always_inline int name_key_for(struct scratch *s, const char __user *filename, int len)
+{
+    if (len < PATH_LEN)
+        return take_basename(s, s->path.path, len, 255);
+    int full = bpf_probe_read_user_str(s->long_path, LONG_PATH_LEN, filename);
+    if (full <= 0)
+        return 0;
+    return take_basename(s, s->long_path, full, LONG_PATH_LEN - 1);
+}
+
+static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_value *cfg)
+{
+    struct cgroup_value *selected = cgroup_sets.lookup(&cgroup_id);
+    if (selected)
+        return selected->set_id;
+    return cfg->host_set_id;
+}
+
+static __always_inline int on_exec(void *ctx, const char __user *filename)
+{
+    int zero = 0;
+    bump(exec_total.lookup(&zero));
+
+    struct config_value *cfg = config.lookup(&zero);
+    struct scratch *s = scratch_space.lookup(&zero);
+    if (!cfg || !s)
+        return 0;
+    u64 cgroup_id = bpf_get_current_cgroup_id();
+    u32 set_id = set_for_current(cgroup_id, cfg);
+    if (set_id == 0 && !cfg->trace_all)
+        return 0;
+
+    int len = bpf_probe_read_user_str(s->path.path, PATH_LEN, filename);
+    if (len <= 0)
+        return 0;
+    int kill = 0, matched = 0;
+    if (set_id != 0) {
+        s->path.prefixlen = 32 + PATH_LEN * 8;
+        s->path.set_id = set_id;
+        struct match_value *by_path = rule_paths.lookup(&s->path);
+        struct match_value *by_name = 0;
+        if (by_path) {
+            matched = 1;
+            kill |= apply_hits(ctx, cgroup_id, by_path, 0, s->path.path);
+        }
+        if (name_key_for(s, filename, len)) {
+            s->name.set_id = set_id;
+            by_name = rule_names.lookup(&s->name);
+            if (by_name) {
+                matched = 1;
+                kill |= apply_hits(ctx, cgroup_id, by_name, by_path, s->path.path);
+            }
+        }
+    }
+    if (cfg->trace_all && !matched)
+        submit(ctx, cgroup_id, EVENT_EXEC, 0, s->path.path);
+    if (kill)
+        bpf_send_signal(SIGKILL);
+    return 0;
+}
+
+#ifdef BACKEND_KPROBE
+int syscall__execve(struct pt_regs *ctx, const char __user *filename)
+{
+    return on_exec(ctx, filename);
+}
+
+int syscall__execveat(struct pt_regs *ctx, int dirfd, const char __user *filename)
+{
+    return on_exec(ctx, filename);
+}
+#else
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    return on_exec(args, (const char __user *)args->filename);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+    return on_exec(args, (const char __user *)args->filename);
+}
+#endif

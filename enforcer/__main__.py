@@ -1,0 +1,5 @@
+"""`python -m enforcer` is the `enforcer` command."""
+
+from enforcer.cli import main
+
+main()

@@ -1,0 +1,254 @@
+"""The exec program in the kernel: load, attach, fill its maps, read them back.
+
+The only module that imports bcc. Import it after `kernel.ensure_mounts()`:
+bcc fixes its tracefs path at import time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bcc import BPF
+
+from enforcer import abi
+from enforcer.abi import Action, EventKind
+from enforcer.compiler import Hit, MapContents
+from enforcer.errors import BpfLoadError
+from enforcer.kernel import SYSCALLS, Backend
+
+log = logging.getLogger(__name__)
+
+SOURCE = abi.BPF_DIR / "exec_enforcer.c"
+# Set ids alternate between two banks so a new policy set is complete in the
+# maps before any cgroup is pointed at it (see ExecProgram.apply).
+BANK_BASES = (0, 1 << 31)
+
+
+@dataclass(frozen=True)
+class CounterKey:
+    cgroup_id: int
+    policy_id: int
+    rule_id: int
+    target_id: int
+    action: Action
+
+
+@dataclass(frozen=True)
+class KernelEvent:
+    """One exec the kernel reported: a rule hit, or (tracing) any exec."""
+
+    kind: EventKind
+    timestamp_ns: int
+    cgroup_id: int
+    pid: int
+    tid: int
+    uid: int
+    hit: Hit | None
+    comm: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    backend: Backend
+    ring_buffer: bool
+    compile_seconds: float
+    program_ids: tuple[int, ...]
+
+
+class ExecProgram:
+    """The compiled, attached exec hook and its maps."""
+
+    def __init__(self, backend: Backend, *, ring_buffer: bool, trace_all: bool = False) -> None:
+        cflags = [f"-I{abi.BPF_DIR}"]
+        if backend is Backend.KPROBE:
+            cflags.append("-DBACKEND_KPROBE")
+        if not ring_buffer:
+            cflags.append("-DUSE_PERF_BUFFER")
+        started = time.monotonic()
+        try:
+            self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
+            if backend is Backend.KPROBE:
+                for name in SYSCALLS:
+                    fnname = self._bpf.get_syscall_fnname(name.encode())
+                    self._bpf.attach_kprobe(event=fnname, fn_name=f"syscall__{name}".encode())
+        except Exception as e:  # bcc raises bare Exception for compile, load and attach
+            raise BpfLoadError(
+                f"cannot load {SOURCE.name} with the {backend} backend: {e}. Check that kernel "
+                "headers are installed (`make setup`) and run `enforcer run --backend tracepoint` "
+                "if kprobes are the problem."
+            ) from e
+        self.info = LoadInfo(
+            backend=backend,
+            ring_buffer=ring_buffer,
+            compile_seconds=time.monotonic() - started,
+            program_ids=self._program_ids(),
+        )
+        self._bank = 0
+        self._set_config(host_set_id=abi.NO_SET, trace_all=trace_all)
+
+    def _program_ids(self) -> tuple[int, ...]:
+        ids = []
+        for fn in self._bpf.funcs.values():
+            info = _BpfProgInfo()
+            size = ctypes.c_uint32(ctypes.sizeof(info))
+            if _libbcc_prog_info(fn.fd, info, size) == 0:
+                ids.append(info.id)
+        return tuple(ids)
+
+    def _set_config(self, *, host_set_id: int, trace_all: bool | None = None) -> None:
+        table = self._bpf["config"]
+        value = table[ctypes.c_int(abi.CONFIG_KEY)]
+        value.host_set_id = host_set_id
+        if trace_all is not None:
+            value.trace_all = int(trace_all)
+        table[ctypes.c_int(abi.CONFIG_KEY)] = value
+
+    def apply(self, maps: MapContents) -> None:
+        """Makes the kernel enforce `maps`, never passing through a state with neither.
+
+        The new rule entries go into the unused set-id bank first, then every
+        cgroup is switched to its new set, then the old bank's entries go.
+        Each exec sees the old policy set or the new one, whole.
+        """
+        bank = 1 - self._bank
+        base = BANK_BASES[bank]
+        old_names = self._keys_in_bank("rule_names", self._bank)
+        old_paths = self._keys_in_bank("rule_paths", self._bank)
+        self._fill_names(base, maps.names)
+        self._fill_paths(base, maps.paths)
+        self._switch_cgroups(base, maps.cgroup_sets)
+        self._set_config(host_set_id=_in_bank(base, maps.host_set_id))
+        _delete_keys(self._bpf["rule_names"], old_names)
+        _delete_keys(self._bpf["rule_paths"], old_paths)
+        self._bank = bank
+
+    def _keys_in_bank(self, map_name: str, bank: int) -> list[Any]:
+        base = BANK_BASES[bank]
+        return [
+            k
+            for k in self._bpf[map_name]
+            if k.set_id & BANK_BASES[1] == base  # the top bit says which bank
+        ]
+
+    def _fill_names(self, base: int, names: Mapping[tuple[int, str], tuple[Hit, ...]]) -> None:
+        table = self._bpf["rule_names"]
+        for (set_id, name), hits in names.items():
+            key = table.Key()
+            key.set_id = base + set_id
+            key.name = name.encode()
+            table[key] = _match_value(table, hits)
+
+    def _fill_paths(self, base: int, paths: Mapping[tuple[int, str], tuple[Hit, ...]]) -> None:
+        table = self._bpf["rule_paths"]
+        for (set_id, path), hits in paths.items():
+            raw = path.encode()
+            key = table.Key()
+            key.set_id = base + set_id
+            key.prefixlen = 32 + 8 * len(raw)
+            ctypes.memmove(ctypes.addressof(key) + type(key).path.offset, raw, len(raw))
+            table[key] = _match_value(table, hits)
+
+    def _switch_cgroups(self, base: int, cgroup_sets: Mapping[int, int]) -> None:
+        table = self._bpf["cgroup_sets"]
+        stale = [k for k in table if k.value not in cgroup_sets]
+        for cgroup_id, set_id in cgroup_sets.items():
+            value = table.Leaf()
+            value.set_id = _in_bank(base, set_id)
+            table[ctypes.c_uint64(cgroup_id)] = value
+        _delete_keys(table, stale)
+
+    def counters(self) -> dict[CounterKey, int]:
+        return {
+            CounterKey(k.cgroup_id, k.policy_id, k.rule_id, k.target_id, Action(k.action)): v.value
+            for k, v in self._bpf["counters"].items()
+        }
+
+    def exec_total(self) -> int:
+        return _sum_percpu(self._bpf["exec_total"])
+
+    def event_drops(self) -> int:
+        return _sum_percpu(self._bpf["event_drops"])
+
+    def open_events(self, handler: Callable[[KernelEvent], None]) -> None:
+        table = self._bpf["events"]
+
+        def on_raw(_cpu: Any, data: Any, _size: Any) -> None:
+            handler(_decode_event(table.event(data)))
+
+        if self.info.ring_buffer:
+            table.open_ring_buffer(on_raw)
+        else:
+            table.open_perf_buffer(on_raw, page_cnt=abi.RINGBUF_PAGES)
+
+    def poll_events(self, timeout_ms: int) -> None:
+        """Waits up to timeout_ms for events and hands each to the handler."""
+        if self.info.ring_buffer:
+            self._bpf.ring_buffer_poll(timeout_ms)
+        else:
+            self._bpf.perf_buffer_poll(timeout_ms)
+
+    def close(self) -> None:
+        """Detaches and unloads; the kernel forgets the maps with the last fd."""
+        self._bpf.cleanup()
+
+
+def _in_bank(base: int, set_id: int) -> int:
+    return abi.NO_SET if set_id == abi.NO_SET else base + set_id
+
+
+def _match_value(table: Any, hits: tuple[Hit, ...]) -> Any:
+    value = table.Leaf()
+    value.count = len(hits)
+    for slot, hit in zip(value.hits, hits, strict=False):
+        slot.policy_id, slot.rule_id = hit.policy_id, hit.rule_id
+        slot.target_id, slot.action = hit.target_id, int(hit.action)
+    return value
+
+
+def _delete_keys(table: Any, keys: Iterable[Any]) -> None:
+    for key in keys:
+        try:
+            del table[key]
+        except KeyError:
+            continue
+
+
+def _sum_percpu(table: Any) -> int:
+    return int(sum(table[ctypes.c_int(0)]))
+
+
+def _decode_event(raw: Any) -> KernelEvent:
+    kind = EventKind(raw.kind)
+    hit = (
+        Hit(raw.policy_id, raw.rule_id, raw.target_id, Action(raw.action))
+        if kind is EventKind.MATCH
+        else None
+    )
+    return KernelEvent(
+        kind=kind,
+        timestamp_ns=raw.timestamp_ns,
+        cgroup_id=raw.cgroup_id,
+        pid=raw.pid,
+        tid=raw.tid,
+        uid=raw.uid,
+        hit=hit,
+        comm=raw.comm.decode(errors="replace"),
+        filename=raw.filename.decode(errors="replace"),
+    )
+
+
+class _BpfProgInfo(ctypes.Structure):
+    # The head of struct bpf_prog_info (uapi/linux/bpf.h): enough for the id.
+    _fields_ = (("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("rest", ctypes.c_uint8 * 200))
+
+
+def _libbcc_prog_info(fd: int, info: _BpfProgInfo, size: ctypes.c_uint32) -> int:
+    from bcc.libbcc import lib  # noqa: PLC0415  (part of the one bcc import site)
+
+    return int(lib.bpf_obj_get_info(fd, ctypes.byref(info), ctypes.byref(size)))

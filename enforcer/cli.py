@@ -1,0 +1,186 @@
+"""The `enforcer` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from enforcer import logs, table
+from enforcer.control import DEFAULT_SOCKET, request
+from enforcer.errors import EnforcerError
+from enforcer.kernel import Backend
+from enforcer.policy.loader import load_policies
+
+BACKENDS = click.Choice([b.value for b in Backend])
+socket_option = click.option(
+    "--socket", "socket_path", type=click.Path(path_type=Path), default=DEFAULT_SOCKET,
+    show_default=True, help="The daemon's control socket.",
+)  # fmt: skip
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+backend_option = click.option(
+    "--backend", type=BACKENDS, default="auto", show_default=True,
+    help="How to hook exec: kprobes, syscall tracepoints, or the best this kernel has.",
+)  # fmt: skip
+
+
+@click.group()
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def main(log_json: bool, verbose: bool) -> None:
+    """Stop forbidden programs from running inside selected containers."""
+    logs.setup(json_lines=log_json, verbose=verbose)
+
+
+@main.command()
+@click.option(
+    "--policies", "policy_paths", type=click.Path(path_type=Path), multiple=True,
+    default=[Path("/etc/enforcer/policies")], show_default=True,
+    help="Policy file or directory (repeatable).",
+)  # fmt: skip
+@backend_option
+@socket_option
+def run(policy_paths: tuple[Path, ...], backend: str, socket_path: Path) -> None:
+    """Run the enforcer in the foreground until SIGTERM or Ctrl-C (SIGHUP reloads)."""
+    from enforcer.daemon import Daemon, DaemonOptions  # noqa: PLC0415
+
+    options = DaemonOptions(
+        load=lambda: load_policies(policy_paths), backend=Backend(backend), socket_path=socket_path
+    )
+    _exit_on_error(lambda: Daemon(options).run())
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def check(paths: tuple[Path, ...]) -> None:
+    """Validate policy files or directories; exit 1 listing every problem."""
+    result = load_policies(paths)
+    for problem in result.problems:
+        click.echo(str(problem), err=True)
+    if not result.ok:
+        sys.exit(1)
+    for loaded in result.policies:
+        click.echo(f"ok  {loaded.source}:{loaded.line}  {loaded.policy.name}")
+    click.echo(f"{len(result.policies)} policies valid")
+
+
+@main.command()
+@json_option
+@socket_option
+def stats(as_json: bool, socket_path: Path) -> None:
+    """Blocked and audited counts per policy, rule, container and program."""
+    result = _ask(socket_path, "stats")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    rows = list(_stat_rows(result["policies"]))
+    click.echo(table.render(["POLICY", "RULE", "CONTAINER", "PROGRAM", "BLOCKED", "AUDITED"], rows))
+
+
+def _stat_rows(policies: list[dict[str, Any]]) -> Iterator[list[object]]:
+    for policy in policies:
+        if not policy["rules"]:
+            yield [policy["name"], "-", "-", "-", 0, 0]
+        for rule in policy["rules"]:
+            for container in rule["containers"]:
+                where = _container_label(container["id"], container["name"])
+                for program in container["programs"]:
+                    yield [policy["name"], rule["name"], where, program["program"],
+                           program["blocked"], program["audited"]]  # fmt: skip
+
+
+def _container_label(container_id: str, name: str) -> str:
+    short = container_id[:12]
+    return f"{short} ({name})" if name and name != container_id else short
+
+
+@main.command()
+@json_option
+@socket_option
+def status(as_json: bool, socket_path: Path) -> None:
+    """Backend, kernel, policies and selected containers; exit 0 only when enforcing."""
+    result = _ask(socket_path, "status")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_status(result)
+    sys.exit(0 if result.get("enforcing") else 1)
+
+
+def _print_status(result: dict[str, Any]) -> None:
+    state = "enforcing" if result["enforcing"] else "NOT enforcing"
+    click.echo(f"{state}  backend={result['backend']} ({result['backend_reason']})")
+    click.echo(f"kernel {result['kernel']}, up {result['uptime_seconds']} s, "
+               f"{result['containers_known']} containers known, "
+               f"{result['event_drops']} events dropped")  # fmt: skip
+    rows = []
+    for policy in result["policies"]:
+        selected = [_container_label(c["id"], c["name"]) for c in policy["containers"]]
+        if policy["host"]:
+            selected.append("host")
+        selected += [f"? {u}" for u in policy["unresolved"]]
+        rows.append([policy["name"], policy["mode"], policy["rules"], ", ".join(selected) or "-"])
+    click.echo(table.render(["POLICY", "MODE", "RULES", "SELECTS"], rows))
+    for problem in result["problems"]:
+        click.echo(f"problem: {problem}", err=True)
+
+
+@main.command()
+@click.option(
+    "--container", "container_ref", required=True, help="Container id, unique prefix or name."
+)
+@click.argument("names", nargs=-1, required=True)
+@backend_option
+def block(container_ref: str, names: tuple[str, ...], backend: str) -> None:
+    """Kill NAMES run inside one container until Ctrl-C, printing each kill."""
+    from enforcer.quick import block_in_container  # noqa: PLC0415
+
+    _exit_on_error(lambda: block_in_container(container_ref, names, Backend(backend)))
+
+
+@main.command()
+@click.option(
+    "--interval", type=float, default=1.0, show_default=True, help="Seconds between lines."
+)
+def count(interval: float) -> None:
+    """Count execve calls host-wide, printing the total once a second."""
+    from enforcer.quick import count_execs  # noqa: PLC0415
+
+    _exit_on_error(lambda: count_execs(interval))
+
+
+@main.command()
+@backend_option
+def trace(backend: str) -> None:
+    """Print every exec live: time, pid, comm, container, file."""
+    from enforcer.quick import trace_execs  # noqa: PLC0415
+
+    _exit_on_error(lambda: trace_execs(Backend(backend)))
+
+
+def _ask(socket_path: Path, command: str) -> Any:
+    try:
+        return request(socket_path, command)
+    except EnforcerError as e:
+        click.echo(f"enforcer: {e}", err=True)
+        sys.exit(2)
+
+
+def _exit_on_error(action: Any) -> None:
+    try:
+        code = action()
+    except EnforcerError as e:
+        click.echo(f"enforcer: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code or 0)
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S")

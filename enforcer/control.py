@@ -1,0 +1,119 @@
+"""The control socket: the daemon answers, the CLI asks.
+
+One JSON object per line each way: {"command": "stats"} ->
+{"ok": true, "result": {...}} or {"ok": false, "error": "..."}.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import logging
+import os
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from enforcer.errors import DaemonUnavailableError, EnforcerError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET = Path("/run/enforcer/enforcer.sock")
+CONTROL_GROUP = "enforcer"
+MAX_REQUEST_BYTES = 64 * 1024
+CLIENT_TIMEOUT_SECONDS = 10.0
+
+Handler = Callable[[str, dict[str, Any]], object]
+
+
+class UnknownCommandError(EnforcerError):
+    """Raised by a handler for a command the daemon does not know."""
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    handle_command: Handler
+
+
+class _RequestHandler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        line = self.rfile.readline(MAX_REQUEST_BYTES)
+        try:
+            request = json.loads(line)
+            command = str(request.pop("command"))
+            reply: dict[str, object] = {
+                "ok": True,
+                "result": self.server.handle_command(command, request),
+            }
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            reply = {"ok": False, "error": f"malformed request: {e}"}
+        except EnforcerError as e:
+            reply = {"ok": False, "error": str(e)}
+        self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+
+class ControlServer:
+    """Serves requests on a unix socket from a background thread."""
+
+    def __init__(self, path: Path, handle_command: Handler) -> None:
+        self.path = path
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        if path.is_socket():
+            path.unlink()  # left by a daemon that did not shut down cleanly
+        self._server = _Server(str(path), _RequestHandler)
+        self._server.handle_command = handle_command
+        _restrict(path)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="control", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("control socket listening on %s", self.path)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self.path.unlink(missing_ok=True)
+
+
+def _restrict(path: Path) -> None:
+    """Root, and members of group `enforcer` if it exists, may connect."""
+    try:
+        gid = grp.getgrnam(CONTROL_GROUP).gr_gid
+    except KeyError:
+        gid = 0
+    for target in (path.parent, path):
+        os.chown(target, 0, gid)
+    os.chmod(path.parent, 0o750)
+    os.chmod(path, 0o660)
+
+
+def request(path: Path, command: str, **arguments: object) -> Any:
+    """Sends one command to the daemon and returns its result."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(CLIENT_TIMEOUT_SECONDS)
+            conn.connect(str(path))
+            conn.sendall(json.dumps({"command": command, **arguments}).encode() + b"\n")
+            reply = json.loads(conn.makefile("rb").readline())
+    except PermissionError as e:
+        raise DaemonUnavailableError(
+            f"permission denied on {path}: only root and members of group '{CONTROL_GROUP}' "
+            f"may talk to the daemon (use sudo, or `usermod -aG {CONTROL_GROUP} $USER`)"
+        ) from e
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        raise DaemonUnavailableError(
+            f"the enforcer daemon is not running (no one listens on {path}); start it with "
+            "`enforcer run` or `systemctl start enforcer`"
+        ) from e
+    except (OSError, ValueError) as e:
+        raise DaemonUnavailableError(f"no valid answer from the daemon on {path}: {e}") from e
+    if not reply.get("ok"):
+        raise DaemonUnavailableError(f"the daemon refused '{command}': {reply.get('error')}")
+    return reply["result"]

@@ -1,0 +1,133 @@
+"""The enforcer process: load the program, keep the maps current, answer the CLI.
+
+Event driven: the main thread waits on the kernel's event buffer (epoll inside
+bcc) and wakes for events and signals; the control socket has its own thread.
+SIGTERM and SIGINT stop it cleanly, SIGHUP reloads policies and containers.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from enforcer import kernel
+from enforcer.containers.inventory import discover
+from enforcer.control import ControlServer, UnknownCommandError
+from enforcer.engine import Denial, Engine
+from enforcer.kernel import Backend, BackendChoice
+from enforcer.policy.loader import LoadResult
+
+log = logging.getLogger(__name__)
+
+# How long one wait for events lasts: the bound on noticing a stop or reload
+# request that arrived between two waits.
+POLL_TIMEOUT_MS = 250
+
+
+@dataclass
+class DaemonOptions:
+    load: Callable[[], LoadResult]
+    backend: Backend = Backend.AUTO
+    socket_path: Path | None = None
+    on_denial: Callable[[Denial], None] | None = None
+    on_ready: Callable[[Engine], None] | None = None
+    trace_all: bool = False
+    on_exec: Callable[[Any], None] | None = None
+
+
+@dataclass
+class _Flags:
+    stop: bool = False
+    reload: bool = False
+
+
+class Daemon:
+    def __init__(self, options: DaemonOptions) -> None:
+        self.options = options
+        self._flags = _Flags()
+        self.choice: BackendChoice | None = None
+        self.engine: Engine | None = None
+
+    def run(self) -> int:
+        kernel.require_root()
+        kernel.ensure_mounts()
+        facts = kernel.probe()
+        self.choice = kernel.choose_backend(facts, self.options.backend)
+        log.info("backend %s: %s", self.choice.backend, self.choice.reason)
+        from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
+
+        program = ExecProgram(
+            self.choice.backend, ring_buffer=facts.ring_buffer, trace_all=self.options.trace_all
+        )
+        log.info("BPF program compiled and loaded in %.2f s", program.info.compile_seconds)
+        server: ControlServer | None = None
+        try:
+            self.engine = engine = Engine(program, self.options.load, discover)
+            engine.reload()
+            program.open_events(self._on_kernel_event)
+            if self.options.socket_path is not None:
+                server = ControlServer(self.options.socket_path, self.handle_command)
+                server.start()
+            self._install_signal_handlers()
+            log.info("enforcing")
+            if self.options.on_ready:
+                self.options.on_ready(engine)
+            self._loop(program, engine)
+        finally:
+            if server is not None:
+                server.close()
+            program.close()
+        log.info("stopped")
+        return 0
+
+    def _loop(self, program: Any, engine: Engine) -> None:
+        while not self._flags.stop:
+            program.poll_events(POLL_TIMEOUT_MS)
+            if self._flags.reload:
+                self._flags.reload = False
+                log.info("reloading policies and containers")
+                engine.reload()
+
+    def _install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            self._flags.stop = True
+
+        def reload(signum: int, _frame: FrameType | None) -> None:
+            self._flags.reload = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def _on_kernel_event(self, event: Any) -> None:
+        assert self.engine is not None
+        if self.options.on_exec is not None:
+            self.options.on_exec(event)
+        denial = self.engine.denial(event.kind, event)
+        if denial is None:
+            return
+        log.warning("%s", denial, extra={"denial": denial.to_json()})
+        if self.options.on_denial is not None:
+            self.options.on_denial(denial)
+
+    def handle_command(self, command: str, _arguments: dict[str, Any]) -> object:
+        """Answers one control-socket request (runs on the socket's thread)."""
+        engine, choice = self.engine, self.choice
+        assert engine is not None and choice is not None
+        if command == "stats":
+            return engine.stats()
+        if command == "status":
+            return engine.status(str(choice.backend), choice.reason, enforcing=True)
+        if command == "events":
+            return {"events": [d.to_json() for d in engine.recent]}
+        if command == "reload":
+            self._flags.reload = True
+            return {"reloading": True}
+        raise UnknownCommandError(
+            f"unknown command {command!r}; this daemon knows stats, status, events, reload"
+        )

@@ -1,0 +1,36 @@
+"""The exceptions enforcer raises. Every message says what failed and what to do."""
+
+from __future__ import annotations
+
+
+class EnforcerError(Exception):
+    """Base class of every error enforcer raises on purpose."""
+
+
+class PolicyError(EnforcerError):
+    """Raised when policy files are invalid; carries every problem found.
+
+    `problems` holds `enforcer.policy.loader.PolicyProblem` objects, each naming
+    the file, the line, the field path and what to change.
+    """
+
+    def __init__(self, problems: list[object]) -> None:
+        self.problems = problems
+        lines = "\n".join(str(p) for p in problems)
+        super().__init__(f"{len(problems)} policy problem(s):\n{lines}")
+
+
+class KernelSupportError(EnforcerError):
+    """Raised when the running kernel lacks something the chosen backend needs."""
+
+
+class BpfLoadError(EnforcerError):
+    """Raised when the BPF program fails to compile, load or attach."""
+
+
+class ContainerLookupError(EnforcerError):
+    """Raised when a container named on the command line cannot be found or is ambiguous."""
+
+
+class DaemonUnavailableError(EnforcerError):
+    """Raised by the CLI when the daemon's control socket cannot be reached."""

@@ -1,0 +1,109 @@
+"""The one-command demos: block in one container, count execs, trace execs.
+
+Each loads its own copy of the exec program for as long as it runs, without
+the daemon, the way the classic bcc examples do.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from enforcer import kernel
+from enforcer.containers.inventory import discover, resolve_container
+from enforcer.daemon import Daemon, DaemonOptions
+from enforcer.engine import Denial, Engine
+from enforcer.kernel import Backend
+from enforcer.policy.loader import LoadedPolicy, LoadResult
+from enforcer.policy.model import ExecPolicy
+
+BLOCK_POLICY = "block-command"
+
+
+def block_in_container(container_ref: str, names: tuple[str, ...], backend: Backend) -> int:
+    """Kills `names` in one container until Ctrl-C, printing each kill."""
+    container = resolve_container(container_ref, discover())
+    policy = ExecPolicy.model_validate(
+        {
+            "apiVersion": "enforcer/v1",
+            "kind": "ExecPolicy",
+            "metadata": {"name": BLOCK_POLICY},
+            "spec": {
+                "mode": "enforce",
+                "selector": {"containers": {"ids": [container.id]}},
+                "rules": [{"name": "blocked", "action": "kill", "match": {"names": list(names)}}],
+            },
+        }
+    )
+    loaded = LoadResult(policies=(LoadedPolicy(policy, Path("<command line>"), 1),), problems=())
+
+    def ready(_engine: Engine) -> None:
+        click.echo(
+            f"blocking {', '.join(names)} in container {container.short_id} "
+            f"({container.runtime}); Ctrl-C to stop"
+        )
+
+    def killed(denial: Denial) -> None:
+        click.echo(f"{time.strftime('%H:%M:%S')} {denial}")
+
+    options = DaemonOptions(load=lambda: loaded, backend=backend, on_denial=killed, on_ready=ready)
+    return Daemon(options).run()
+
+
+def trace_execs(backend: Backend) -> int:
+    """Prints every exec on the host as it happens."""
+    engine_ref: list[Engine] = []
+
+    def ready(engine: Engine) -> None:
+        engine_ref.append(engine)
+        click.echo(f"{'TIME':8}  {'PID':>7}  {'COMM':16}  {'CONTAINER':12}  FILE")
+
+    def on_exec(event: Any) -> None:
+        container_id, _name = engine_ref[0].owner(event.cgroup_id) if engine_ref else ("?", "")
+        click.echo(
+            f"{time.strftime('%H:%M:%S')}  {event.pid:>7}  {event.comm:16}  "
+            f"{container_id[:12]:12}  {event.filename}"
+        )
+        sys.stdout.flush()
+
+    options = DaemonOptions(
+        load=lambda: LoadResult((), ()),
+        backend=backend,
+        on_ready=ready,
+        on_exec=on_exec,
+        trace_all=True,
+    )
+    return Daemon(options).run()
+
+
+def count_execs(interval: float) -> int:
+    """Prints `execve called N times` every `interval` seconds until Ctrl-C or SIGTERM."""
+    kernel.require_root()
+    kernel.ensure_mounts()
+    facts = kernel.probe()
+    choice = kernel.choose_backend(facts)
+    from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
+
+    program = ExecProgram(choice.backend, ring_buffer=facts.ring_buffer)
+    stop: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        start = program.exec_total()
+        while not stop:
+            time.sleep(interval)
+            click.echo(f"execve called {program.exec_total() - start} times")
+            sys.stdout.flush()
+    finally:
+        program.close()
+    return 0

@@ -1,0 +1,216 @@
+"""End to end: the daemon kills named programs in one runc container, and only there."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import RunningDaemon, bpf_unavailable_reason, start_daemon
+from runc_helpers import RuncContainer, runc_container, runc_unavailable_reason
+
+pytestmark = pytest.mark.root
+
+KILLED = 137  # 128 + SIGKILL, as runc exec reports it
+
+POLICIES = """\
+apiVersion: enforcer/v1
+kind: ExecPolicy
+metadata:
+  name: no-recon
+spec:
+  mode: enforce
+  selector:
+    containers:
+      ids: ["{a}"]
+  rules:
+    - name: recon
+      action: kill
+      match:
+        names: [whoami]
+    - name: staging
+      action: kill
+      match:
+        paths: [/bin/cat]
+        dirs: [/tmp]
+    - name: listing
+      action: audit
+      match:
+        names: [ls]
+---
+apiVersion: enforcer/v1
+kind: ExecPolicy
+metadata:
+  name: watch-b
+spec:
+  mode: audit
+  selector:
+    containers:
+      ids: ["{b_prefix}"]
+  rules:
+    - name: ids
+      action: kill
+      match:
+        names: [id]
+"""
+
+
+@pytest.fixture(scope="module")
+def containers(
+    tmp_path_factory: pytest.TempPathFactory, execveat_binary: Path
+) -> Iterator[tuple[RuncContainer, RuncContainer]]:
+    reason = runc_unavailable_reason() or bpf_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("containers")
+    with runc_container(base) as a, runc_container(base) as b:
+        for container in (a, b):
+            rootfs = container.bundle / "rootfs"
+            shutil.copy2(execveat_binary, rootfs / "execveat")
+            (rootfs / "tmp").mkdir()
+            (rootfs / "tmp" / "echo").symlink_to("/bin/busybox")
+        yield a, b
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    containers: tuple[RuncContainer, RuncContainer], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningDaemon]:
+    a, b = containers
+    workdir = tmp_path_factory.mktemp("daemon")
+    policies = workdir / "policies"
+    policies.mkdir()
+    (policies / "test.yaml").write_text(POLICIES.format(a=a.id, b_prefix=b.id[:12]))
+    running = start_daemon(policies, workdir)
+    yield running
+    assert running.stop() == 0, running.log.read_text()
+
+
+def counts(daemon: RunningDaemon, policy: str, rule: str, container_id: str) -> tuple[int, int]:
+    """(blocked, audited) for one policy, rule and container, read from the daemon."""
+    for p in daemon.ask("stats")["policies"]:
+        if p["name"] != policy:
+            continue
+        for r in p["rules"]:
+            if r["name"] != rule:
+                continue
+            for c in r["containers"]:
+                if c["id"] == container_id:
+                    return c["blocked"], c["audited"]
+    return 0, 0
+
+
+def policy_totals(daemon: RunningDaemon, policy: str) -> dict[str, Any]:
+    return next(p for p in daemon.ask("stats")["policies"] if p["name"] == policy)
+
+
+def test_named_program_is_killed_in_selected_container_only(
+    daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
+) -> None:
+    a, b = containers
+
+    in_a = a.exec(["whoami"])
+    assert in_a.returncode == KILLED
+    assert in_a.stdout == ""
+
+    in_b = b.exec(["whoami"])
+    assert (in_b.returncode, in_b.stdout) == (0, "root\n")
+
+    on_host = subprocess.run(["whoami"], capture_output=True, text=True, check=False)
+    assert on_host.returncode == 0
+    assert on_host.stdout.strip()
+
+    assert counts(daemon, "no-recon", "recon", a.id) == (1, 0)
+    assert counts(daemon, "no-recon", "recon", b.id) == (0, 0)
+    totals = policy_totals(daemon, "no-recon")
+    assert totals["blocked"] >= 1
+    assert isinstance(totals["audited"], int)
+
+
+def test_program_no_rule_names_runs(
+    daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
+) -> None:
+    a, _ = containers
+    result = a.exec(["echo", "still-here"])
+    assert (result.returncode, result.stdout) == (0, "still-here\n")
+
+
+def test_execveat_is_enforced_like_execve(
+    daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
+) -> None:
+    a, b = containers
+    before = counts(daemon, "no-recon", "recon", a.id)
+
+    killed = a.exec(["/execveat", "/bin", "whoami"])
+    assert (killed.returncode, killed.stdout) == (KILLED, "")
+    assert counts(daemon, "no-recon", "recon", a.id) == (before[0] + 1, 0)
+
+    allowed = b.exec(["/execveat", "/bin", "whoami"])
+    assert (allowed.returncode, allowed.stdout) == (0, "root\n")
+
+
+def test_exact_path_and_directory_rules(
+    daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
+) -> None:
+    a, b = containers
+    assert a.exec(["/bin/cat", "/etc/group"]).returncode == KILLED
+    assert a.exec(["/tmp/echo", "hi"]).returncode == KILLED
+    # Same program, another path: the exact-path rule does not reach it.
+    assert a.exec(["/bin/busybox", "cat", "/etc/group"]).stdout == "root:x:0:\n"
+    assert counts(daemon, "no-recon", "staging", a.id) == (2, 0)
+    assert b.exec(["/tmp/echo", "hi"]).stdout == "hi\n"
+
+
+def test_audit_mode_counts_and_lets_run(
+    daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
+) -> None:
+    _, b = containers
+    result = b.exec(["id", "-u"])
+    assert (result.returncode, result.stdout) == (0, "0\n")
+    assert counts(daemon, "watch-b", "ids", b.id) == (0, 1)
+
+
+def test_audit_rule_in_enforce_policy_lets_run(
+    daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
+) -> None:
+    a, _ = containers
+    assert a.exec(["ls", "/etc/group"]).stdout == "/etc/group\n"
+    assert counts(daemon, "no-recon", "listing", a.id) == (0, 1)
+
+
+def test_cli_status_and_stats(
+    daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
+) -> None:
+    a, b = containers
+    status = daemon.cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["enforcing"] is True
+    assert report["backend"] in {"kprobe", "tracepoint"}
+    selected = {p["name"]: [c["id"] for c in p["containers"]] for p in report["policies"]}
+    assert selected == {"no-recon": [a.id], "watch-b": [b.id]}
+
+    stats = json.loads(daemon.cli("stats", "--json").stdout)
+    assert {p["name"] for p in stats["policies"]} == {"no-recon", "watch-b"}
+
+    table = daemon.cli("stats")
+    assert table.returncode == 0
+    assert any(
+        line.split()[:3] == ["no-recon", "recon", a.id[:12]] for line in table.stdout.splitlines()
+    ), table.stdout
+
+
+def test_status_fails_when_no_daemon(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "enforcer", "status", "--socket", str(tmp_path / "none.sock")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "not running" in result.stderr

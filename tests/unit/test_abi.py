@@ -1,0 +1,43 @@
+"""The Python mirror of bpf/enforcer.h must say what the header says."""
+
+from __future__ import annotations
+
+import re
+
+from enforcer import abi
+
+
+def _header_defines() -> dict[str, int]:
+    text = abi.HEADER.read_text()
+    return {m[1]: int(m[2]) for m in re.finditer(r"^#define (\w+) (\d+)\s*$", text, re.M)}
+
+
+def _header_enum(prefix: str) -> dict[str, int]:
+    text = abi.HEADER.read_text()
+    return {m[1]: int(m[2]) for m in re.finditer(rf"\b{prefix}_(\w+) = (\d+),", text)}
+
+
+def test_sizes_match_header() -> None:
+    defines = _header_defines()
+    names = [
+        "PATH_LEN",
+        "NAME_LEN",
+        "LONG_PATH_LEN",
+        "MAX_HITS",
+        "COMM_LEN",
+        "MAX_CGROUPS",
+        "MAX_NAME_ENTRIES",
+        "MAX_PATH_ENTRIES",
+        "MAX_COUNTERS",
+        "RINGBUF_PAGES",
+        "CONFIG_KEY",
+    ]
+    assert {n: defines[n] for n in names} == {n: getattr(abi, n) for n in names}
+
+
+def test_action_enum_matches_header() -> None:
+    assert _header_enum("ACTION") == {a.name: a.value for a in abi.Action}
+
+
+def test_event_kind_enum_matches_header() -> None:
+    assert _header_enum("EVENT") == {k.name: k.value for k in abi.EventKind}

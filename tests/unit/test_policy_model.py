@@ -1,0 +1,175 @@
+"""The ExecPolicy model: defaults, normalisation, limits and selector rules.
+
+What a user sees for each mistake (line, field path, message) is tested in
+test_policy_loader.py; this file checks the model's own behaviour and its edges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from enforcer.policy import (
+    ContainerSelector,
+    ExecPolicy,
+    Match,
+    Mode,
+    RuleAction,
+    Selector,
+)
+
+
+def policy_data(
+    match: dict[str, Any] | None = None, selector: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "enforcer/v1",
+        "kind": "ExecPolicy",
+        "metadata": {"name": "no-recon"},
+        "spec": {
+            "selector": selector if selector is not None else {"containers": {"ids": ["abc"]}},
+            "rules": [{"name": "recon", "match": match or {"names": ["whoami"]}}],
+        },
+    }
+
+
+def validation_errors(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    with pytest.raises(ValidationError) as info:
+        ExecPolicy.model_validate(data)
+    return [(tuple(err["loc"]), err["msg"]) for err in info.value.errors()]
+
+
+def test_defaults_are_enforce_and_kill() -> None:
+    policy = ExecPolicy.model_validate(policy_data())
+    assert policy.spec.mode is Mode.ENFORCE
+    assert policy.spec.rules[0].action is RuleAction.KILL
+    assert policy.name == "no-recon"
+
+
+def test_enum_values_are_the_yaml_words() -> None:
+    assert [m.value for m in Mode] == ["enforce", "audit"]
+    assert [a.value for a in RuleAction] == ["kill", "audit"]
+
+
+def test_models_are_frozen_and_hashable() -> None:
+    first = ExecPolicy.model_validate(policy_data())
+    second = ExecPolicy.model_validate(policy_data())
+    assert first == second
+    assert hash(first) == hash(second)
+    with pytest.raises(ValidationError, match="frozen"):
+        first.metadata.name = "other"  # type: ignore[misc]
+
+
+def test_python_field_names_are_accepted_as_well_as_aliases() -> None:
+    data = policy_data(selector={"all_containers": True})
+    data["api_version"] = data.pop("apiVersion")
+    policy = ExecPolicy.model_validate(data)
+    assert policy.api_version == "enforcer/v1"
+    assert policy.spec.selector.all_containers
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("/tmp/", "/tmp"), ("/tmp", "/tmp"), ("/var/tmp//", "/var/tmp"), ("/", "/"), ("//", "/")],
+)
+def test_dirs_are_stored_without_trailing_slash(given: str, stored: str) -> None:
+    policy = ExecPolicy.model_validate(policy_data({"dirs": [given]}))
+    assert policy.spec.rules[0].match.dirs == (stored,)
+
+
+def test_dirs_equal_after_normalisation_are_duplicates() -> None:
+    errors = validation_errors(policy_data({"dirs": ["/tmp", "/tmp/"]}))
+    assert errors == [
+        (
+            ("spec", "rules", 0, "match", "dirs"),
+            "'/tmp' is listed more than once in dirs; remove one",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "longest_ok"),
+    [
+        ("names", "n" * 63),
+        ("names", "é" * 31 + "n"),  # 63 bytes of UTF-8
+        ("paths", "/" + "p" * 249),
+        ("dirs", "/" + "d" * 248),
+        ("dirs", "/" + "d" * 248 + "/"),  # the trailing '/' is stripped before counting
+    ],
+)
+def test_longest_accepted_entry(field: str, longest_ok: str) -> None:
+    ExecPolicy.model_validate(policy_data({field: [longest_ok]}))
+
+
+@pytest.mark.parametrize(
+    ("field", "too_long", "reason"),
+    [
+        ("names", "n" * 64, "64 bytes including the NUL"),
+        ("names", "é" * 32, "64 bytes including the NUL"),
+        ("paths", "/" + "p" * 250, "252 bytes of the path including the NUL"),
+        ("dirs", "/" + "d" * 249, "trailing '/' and the NUL"),
+    ],
+)
+def test_entry_one_byte_too_long(field: str, too_long: str, reason: str) -> None:
+    [(loc, message)] = validation_errors(policy_data({field: [too_long]}))
+    assert loc == ("spec", "rules", 0, "match", field, 0)
+    assert reason in message
+
+
+def test_nul_is_rejected_everywhere() -> None:
+    for field, value in [("names", "a\0b"), ("paths", "/a\0b"), ("dirs", "/a\0b")]:
+        [(_, message)] = validation_errors(policy_data({field: [value]}))
+        assert "NUL" in message
+
+
+def test_match_is_empty_only_without_entries() -> None:
+    assert not Match(names=("nc",)).is_empty
+    assert not Match(dirs=("/tmp",)).is_empty
+    assert Match.model_construct().is_empty
+    with pytest.raises(ValidationError, match="at least one entry in names, paths or dirs"):
+        Match(names=(), paths=(), dirs=())
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        {"host": True},
+        {"allContainers": True},
+        {"allContainers": True, "host": True},
+        {"containers": {"ids": ["web-1"]}, "host": True},
+        {"containers": {"ids": ["a" * 64, "abc123def456", "my_ctr.2"]}},
+    ],
+)
+def test_selectors_that_select_something(selector: dict[str, Any]) -> None:
+    ExecPolicy.model_validate(policy_data(selector=selector))
+
+
+@pytest.mark.parametrize(
+    ("selector", "loc", "fragment"),
+    [
+        ({}, ("spec", "selector"), "selects nothing"),
+        ({"host": False, "allContainers": False}, ("spec", "selector"), "selects nothing"),
+        (
+            {"allContainers": True, "containers": {"ids": ["abc"]}},
+            ("spec", "selector"),
+            "already selects every container",
+        ),
+        ({"containers": {"ids": []}}, ("spec", "selector", "containers", "ids"), "at least one"),
+        ({"containers": {"ids": ["x" * 129]}}, ("spec", "selector", "containers", "ids", 0), "128"),
+        ({"containers": {"ids": ["web 1"]}}, ("spec", "selector", "containers", "ids", 0), "'_'"),
+        ({"containers": {"ids": [""]}}, ("spec", "selector", "containers", "ids", 0), "1-128"),
+    ],
+)
+def test_selectors_rejected(selector: dict[str, Any], loc: tuple[str, ...], fragment: str) -> None:
+    [(got_loc, message)] = validation_errors(policy_data(selector=selector))
+    assert got_loc == loc
+    assert fragment in message
+
+
+def test_selector_and_container_selector_build_from_python() -> None:
+    selector = Selector(containers=ContainerSelector(ids=("abc",)), host=True)
+    assert selector.containers is not None
+    assert selector.containers.ids == ("abc",)
+    assert not selector.all_containers
