@@ -12,7 +12,7 @@ RUN_PACKAGES := python3-bpfcc python3-venv python3-pip bpftool
 TEST_PACKAGES := runc busybox-static gcc libc6-dev
 POLICIES ?= policies
 
-.PHONY: all setup packages headers venv run test unit lint clean
+.PHONY: all setup packages headers venv run test unit lint bench clean
 
 all: test
 
@@ -61,15 +61,18 @@ run: setup
 	$(VENV)/bin/enforcer run --policies $(POLICIES)
 
 lint: venv
-	$(VENV)/bin/ruff check enforcer tests
-	$(VENV)/bin/ruff format --check enforcer tests
-	$(VENV)/bin/mypy enforcer
+	$(VENV)/bin/ruff check enforcer tests bench
+	$(VENV)/bin/ruff format --check enforcer tests bench
+	$(VENV)/bin/mypy enforcer bench
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
 test: setup lint
 	$(PY) -m pytest tests
+
+bench: setup
+	$(PY) bench/exec_cost.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -89,6 +89,10 @@ class ExecProgram:
             compile_seconds=time.monotonic() - started,
             program_ids=self._program_ids(),
         )
+        # Policy changes are map updates, never recompiles: what LLVM allocated
+        # for the compile can go back to the system (about 25 MB).
+        self._bpf.free_bcc_memory()
+        ctypes.CDLL(None).malloc_trim(0)
         self._bank = 0
         self._set_config(host_set_id=abi.NO_SET, trace_all=trace_all)
 
