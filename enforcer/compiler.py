@@ -161,18 +161,39 @@ def compile_policies(
     for members, set_id in set_ids.items():
         for policy_name in sorted(members):
             _add_policy(by_policy[policy_name], set_id, ids, names, paths)
-    return Compiled(
-        maps=MapContents(
-            cgroup_sets={
-                cg: set_ids.get(members, abi.NO_SET) for cg, members in cgroup_policies.items()
-            },
-            host_set_id=set_ids.get(host_policies, abi.NO_SET),
-            names=_freeze(names),
-            paths=_freeze(_inherit_dir_hits(paths)),
-        ),
-        selections=selections,
-        ids=ids,
+    maps = MapContents(
+        cgroup_sets={
+            cg: set_ids.get(members, abi.NO_SET) for cg, members in cgroup_policies.items()
+        },
+        host_set_id=set_ids.get(host_policies, abi.NO_SET),
+        names=_freeze(names),
+        paths=_freeze(_inherit_dir_hits(paths)),
     )
+    _check_capacity(maps)
+    return Compiled(maps=maps, selections=selections, ids=ids)
+
+
+def _check_capacity(maps: MapContents) -> None:
+    """Refuses contents the kernel maps cannot hold, before anything is written.
+
+    Rule entries get half of each map: during a switch the old set and the new
+    one are both in it (see bpf_program.ExecProgram.apply).
+    """
+    limits = (
+        ("container cgroups", len(maps.cgroup_sets), abi.MAX_CGROUPS),
+        (
+            "program names (per distinct set of policies)",
+            len(maps.names),
+            abi.MAX_NAME_ENTRIES // 2,
+        ),
+        ("paths and directories (per set)", len(maps.paths), abi.MAX_PATH_ENTRIES // 2),
+    )
+    for what, count, limit in limits:
+        if count > limit:
+            raise CompileError(
+                f"{count} {what} exceed the kernel map's room for {limit}; select fewer "
+                "containers, or give containers that share rules the same policies"
+            )
 
 
 def select(policy: ExecPolicy, containers: Sequence[Container]) -> Selection:
@@ -265,7 +286,7 @@ def _freeze(table: dict[tuple[int, str], list[Hit]]) -> dict[tuple[int, str], tu
         unique = tuple(sorted(set(hits)))
         if len(unique) > abi.MAX_HITS:
             raise CompileError(
-                f"{len(unique)} rules match {key[1].rstrip(chr(0))!r} in one container; at most "
+                f"{len(unique)} rules match {key[1].rstrip(chr(0))!r} in one selection; at most "
                 f"{abi.MAX_HITS} can. Merge rules that name the same program."
             )
         frozen[key] = unique
