@@ -31,18 +31,27 @@ def bpf_unavailable_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def execveat_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/helpers/execveat.c, compiled static so it also runs in busybox containers."""
+def build_helper(name: str, out_dir: Path) -> Path:
+    """Compiles tests/helpers/NAME.c static, so it also runs in busybox containers."""
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed (apt-get install gcc libc6-dev)")
-    out = tmp_path_factory.mktemp("helpers") / "execveat"
+    out = out_dir / name
     subprocess.run(
-        ["gcc", "-static", "-O2", "-o", str(out), str(HELPERS / "execveat.c")],
+        ["gcc", "-static", "-O2", "-o", str(out), str(HELPERS / f"{name}.c")],
         check=True,
         capture_output=True,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def execveat_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_helper("execveat", tmp_path_factory.mktemp("helpers"))
+
+
+@pytest.fixture(scope="session")
+def marker_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_helper("marker", tmp_path_factory.mktemp("helpers"))
 
 
 @dataclass
