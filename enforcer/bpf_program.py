@@ -96,6 +96,9 @@ class ExecProgram:
         self._bank = 0
         self._set_config(host_set_id=abi.NO_SET, trace_all=trace_all)
 
+    def _table(self, name: str) -> Any:
+        return self._bpf[name.encode()]
+
     def _program_ids(self) -> tuple[int, ...]:
         ids = []
         for fn in self._bpf.funcs.values():
@@ -106,7 +109,7 @@ class ExecProgram:
         return tuple(ids)
 
     def _set_config(self, *, host_set_id: int, trace_all: bool | None = None) -> None:
-        table = self._bpf["config"]
+        table = self._table("config")
         value = table[ctypes.c_int(abi.CONFIG_KEY)]
         value.host_set_id = host_set_id
         if trace_all is not None:
@@ -128,20 +131,20 @@ class ExecProgram:
         self._fill_paths(base, maps.paths)
         self._switch_cgroups(base, maps.cgroup_sets)
         self._set_config(host_set_id=_in_bank(base, maps.host_set_id))
-        _delete_keys(self._bpf["rule_names"], old_names)
-        _delete_keys(self._bpf["rule_paths"], old_paths)
+        _delete_keys(self._table("rule_names"), old_names)
+        _delete_keys(self._table("rule_paths"), old_paths)
         self._bank = bank
 
     def _keys_in_bank(self, map_name: str, bank: int) -> list[Any]:
         base = BANK_BASES[bank]
         return [
             k
-            for k in self._bpf[map_name]
+            for k in self._table(map_name)
             if k.set_id & BANK_BASES[1] == base  # the top bit says which bank
         ]
 
     def _fill_names(self, base: int, names: Mapping[tuple[int, str], tuple[Hit, ...]]) -> None:
-        table = self._bpf["rule_names"]
+        table = self._table("rule_names")
         for (set_id, name), hits in names.items():
             key = table.Key()
             key.set_id = base + set_id
@@ -149,7 +152,7 @@ class ExecProgram:
             table[key] = _match_value(table, hits)
 
     def _fill_paths(self, base: int, paths: Mapping[tuple[int, str], tuple[Hit, ...]]) -> None:
-        table = self._bpf["rule_paths"]
+        table = self._table("rule_paths")
         for (set_id, path), hits in paths.items():
             raw = path.encode()
             key = table.Key()
@@ -159,7 +162,7 @@ class ExecProgram:
             table[key] = _match_value(table, hits)
 
     def _switch_cgroups(self, base: int, cgroup_sets: Mapping[int, int]) -> None:
-        table = self._bpf["cgroup_sets"]
+        table = self._table("cgroup_sets")
         stale = [k for k in table if k.value not in cgroup_sets]
         for cgroup_id, set_id in cgroup_sets.items():
             value = table.Leaf()
@@ -170,20 +173,29 @@ class ExecProgram:
     def counters(self) -> dict[CounterKey, int]:
         return {
             CounterKey(k.cgroup_id, k.policy_id, k.rule_id, k.target_id, Action(k.action)): v.value
-            for k, v in self._bpf["counters"].items()
+            for k, v in self._table("counters").items()
+        }
+
+    def entry_counts(self) -> dict[str, int]:
+        """How many entries each policy map holds now."""
+        return {
+            name: sum(1 for _ in self._table(name))
+            for name in ("cgroup_sets", "rule_names", "rule_paths", "counters")
         }
 
     def exec_total(self) -> int:
-        return _sum_percpu(self._bpf["exec_total"])
+        return _sum_percpu(self._table("exec_total"))
 
     def event_drops(self) -> int:
-        return _sum_percpu(self._bpf["event_drops"])
+        return _sum_percpu(self._table("event_drops"))
 
     def open_events(self, handler: Callable[[KernelEvent], None]) -> None:
-        table = self._bpf["events"]
+        table = self._table("events")
 
+        # No reference to `table` in here: bcc's cleanup must be able to free
+        # it at once, while its map is still open.
         def on_raw(_cpu: Any, data: Any, _size: Any) -> None:
-            handler(_decode_event(table.event(data)))
+            handler(_decode_event(self._table("events").event(data)))
 
         if self.info.ring_buffer:
             table.open_ring_buffer(on_raw)

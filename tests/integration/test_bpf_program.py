@@ -1,0 +1,117 @@
+"""The exec program itself, driven through bpf_program.ExecProgram on the real kernel.
+
+Host processes are selected here (host set), so every rule names only a
+program made for the test.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import bpf_unavailable_reason
+
+from enforcer import abi, kernel
+from enforcer.compiler import compile_policies
+from enforcer.policy.model import ExecPolicy
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def exec_program_class() -> Any:
+    reason = bpf_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    kernel.ensure_mounts()
+    from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
+
+    return ExecProgram
+
+
+@pytest.fixture(params=[True, False], ids=["ring-buffer", "perf-buffer"])
+def program(request: pytest.FixtureRequest, exec_program_class: Any) -> Iterator[Any]:
+    facts = kernel.probe()
+    if request.param and not facts.ring_buffer:
+        pytest.skip(f"kernel {facts.release} has no BPF ring buffer")
+    loaded = exec_program_class(kernel.choose_backend(facts).backend, ring_buffer=request.param)
+    try:
+        yield loaded
+    finally:
+        loaded.close()
+
+
+def host_policy(names: list[str], *, dirs: list[str] | None = None) -> ExecPolicy:
+    return ExecPolicy.model_validate(
+        {
+            "apiVersion": "enforcer/v1",
+            "kind": "ExecPolicy",
+            "metadata": {"name": "bpf-test"},
+            "spec": {
+                "selector": {"host": True},
+                "rules": [{"name": "r", "match": {"names": names, "dirs": dirs or []}}],
+            },
+        }
+    )
+
+
+def test_kill_is_counted_and_reported_as_an_event(program: Any, tmp_path: Path) -> None:
+    name = f"enforcer-test-{secrets.token_hex(4)}"
+    shutil.copy2("/bin/true", tmp_path / name)
+    program.apply(compile_policies([host_policy([name])], []).maps)
+    events: list[Any] = []
+    program.open_events(events.append)
+
+    assert subprocess.run([str(tmp_path / name)], check=False).returncode == -signal.SIGKILL
+    program.poll_events(1000)
+
+    assert [e.filename for e in events] == [str(tmp_path / name)]
+    assert list(program.counters().values()) == [1]
+    assert program.event_drops() == 0
+
+
+def test_a_path_longer_than_the_path_key_still_matches_by_name(
+    program: Any, tmp_path: Path
+) -> None:
+    name = f"enforcer-test-{secrets.token_hex(4)}"
+    deep = tmp_path
+    while len(str(deep)) < abi.PATH_LEN + 40:
+        deep = deep / ("d" * 30)
+    deep.mkdir(parents=True)
+    shutil.copy2("/bin/true", deep / name)
+    program.apply(compile_policies([host_policy([name])], []).maps)
+
+    assert len(str(deep / name)) > abi.PATH_LEN
+    assert subprocess.run([str(deep / name)], check=False).returncode == -signal.SIGKILL
+
+
+def test_directory_rule_matches_below_and_only_below(program: Any, tmp_path: Path) -> None:
+    inside = tmp_path / "forbidden"
+    sibling = tmp_path / "forbidden-not"
+    for directory in (inside, sibling):
+        directory.mkdir()
+        shutil.copy2("/bin/true", directory / "prog")
+    program.apply(compile_policies([host_policy([], dirs=[str(inside)])], []).maps)
+
+    assert subprocess.run([str(inside / "prog")], check=False).returncode == -signal.SIGKILL
+    assert subprocess.run([str(sibling / "prog")], check=False).returncode == 0
+
+
+def test_reapplying_replaces_the_rules_and_leaves_no_stale_entries(
+    program: Any, tmp_path: Path
+) -> None:
+    first, second = (f"enforcer-test-{secrets.token_hex(4)}" for _ in range(2))
+    for name in (first, second):
+        shutil.copy2("/bin/true", tmp_path / name)
+    program.apply(compile_policies([host_policy([first])], []).maps)
+    program.apply(compile_policies([host_policy([second])], []).maps)
+
+    assert subprocess.run([str(tmp_path / first)], check=False).returncode == 0
+    assert subprocess.run([str(tmp_path / second)], check=False).returncode == -signal.SIGKILL
+    assert program.entry_counts()["rule_names"] == 1
