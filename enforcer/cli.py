@@ -145,10 +145,11 @@ def block(container_ref: str, names: tuple[str, ...], backend: str) -> None:
 
 @main.command()
 @click.option(
-    "--interval", type=float, default=1.0, show_default=True, help="Seconds between lines."
-)
+    "--interval", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+    help="Seconds between lines.",
+)  # fmt: skip
 def count(interval: float) -> None:
-    """Count execve calls host-wide, printing the total once a second."""
+    """Count execve calls host-wide, printing the running total every --interval seconds."""
     from enforcer.quick import count_execs  # noqa: PLC0415
 
     _exit_on_error(lambda: count_execs(interval))

@@ -6,6 +6,7 @@ the daemon, the way the classic bcc examples do.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -18,12 +19,14 @@ import click
 from enforcer import kernel
 from enforcer.containers.inventory import discover, resolve_container
 from enforcer.daemon import Daemon, DaemonOptions
-from enforcer.engine import Denial, Engine
+from enforcer.engine import HOST, Denial, Engine
 from enforcer.kernel import Backend
 from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.model import ExecPolicy
 
 BLOCK_POLICY = "block-command"
+# How often `trace` looks for new containers again when one cgroup keeps running unknown execs.
+UNKNOWN_CGROUP_RECHECK_S = 1.0
 
 
 def block_in_container(container_ref: str, names: tuple[str, ...], backend: Backend) -> int:
@@ -59,18 +62,37 @@ def block_in_container(container_ref: str, names: tuple[str, ...], backend: Back
 def trace_execs(backend: Backend) -> int:
     """Prints every exec on the host as it happens."""
     engine_ref: list[Engine] = []
+    # cgroup id -> when an exec from it, owned by no known container, last made us look again.
+    looked_again: dict[int, float] = {}
 
     def ready(engine: Engine) -> None:
         engine_ref.append(engine)
         click.echo(f"{'TIME':8}  {'PID':>7}  {'COMM':16}  {'CONTAINER':12}  FILE")
 
+    def owner(engine: Engine, cgroup_id: int) -> str:
+        container_id, _name = engine.owner(cgroup_id)
+        last = looked_again.get(cgroup_id)
+        now = time.monotonic()
+        if container_id != HOST or (last is not None and now - last < UNKNOWN_CGROUP_RECHECK_S):
+            return container_id
+        # Perhaps a container started since the trace began: ask the runtimes again.
+        looked_again[cgroup_id] = now
+        if any(cgroup_id in container.cgroup_ids for container in discover()):
+            engine.refresh_containers()
+        return engine.owner(cgroup_id)[0]
+
     def on_exec(event: Any) -> None:
-        container_id, _name = engine_ref[0].owner(event.cgroup_id) if engine_ref else ("?", "")
-        click.echo(
-            f"{time.strftime('%H:%M:%S')}  {event.pid:>7}  {event.comm:16}  "
-            f"{container_id[:12]:12}  {event.filename}"
-        )
-        sys.stdout.flush()
+        container_id = owner(engine_ref[0], event.cgroup_id) if engine_ref else "?"
+        try:
+            click.echo(
+                f"{time.strftime('%H:%M:%S')}  {event.pid:>7}  {event.comm:16}  "
+                f"{container_id[:12]:12}  {event.filename}"
+            )
+        except BrokenPipeError:
+            # Nobody reads any more (`enforcer trace | head`). bcc swallows exceptions raised
+            # in event callbacks, so stop the way SIGTERM does.
+            _discard_stdout()
+            signal.raise_signal(signal.SIGTERM)
 
     options = DaemonOptions(
         load=lambda: LoadResult((), ()),
@@ -102,8 +124,18 @@ def count_execs(interval: float) -> int:
         start = program.exec_total()
         while not stop:
             time.sleep(interval)
-            click.echo(f"execve called {program.exec_total() - start} times")
-            sys.stdout.flush()
+            try:
+                click.echo(f"execve called {program.exec_total() - start} times")
+            except BrokenPipeError:  # nobody reads any more (`enforcer count | head`)
+                _discard_stdout()
+                break
     finally:
         program.close()
     return 0
+
+
+def _discard_stdout() -> None:
+    """Sends later output, and the flush at exit, to /dev/null: stdout's reader is gone."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
