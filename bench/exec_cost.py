@@ -17,6 +17,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,12 @@ class Cost:
     where: str
     execs: int
     ns_per_exec: float
+    wall_us_per_exec: float  # the whole fork+exec+wait, for scale
+
+    @property
+    def share(self) -> float:
+        """The BPF program's part of one exec's wall time, in percent."""
+        return 100 * self.ns_per_exec / (1000 * self.wall_us_per_exec)
 
 
 def synthetic(
@@ -120,14 +127,16 @@ def exec_loop(execs: int, cgroup: Path | None) -> None:
     subprocess.run([sys.executable, "-c", EXEC_LOOP, str(execs)], preexec_fn=join, check=True)
 
 
-def measure(program: Any, execs: int, cgroup: Path | None) -> tuple[int, float]:
-    """(execs counted, ns per exec) of the execve program for one exec loop."""
+def measure(program: Any, execs: int, cgroup: Path | None) -> tuple[int, float, float]:
+    """(execs counted, BPF ns per exec, wall us per exec) for one exec loop."""
     execve_prog = program.info.program_ids[0]
     time_before, count_before = prog_stats(execve_prog)
+    started = time.perf_counter()
     exec_loop(execs, cgroup)
+    wall = time.perf_counter() - started
     time_after, count_after = prog_stats(execve_prog)
     runs = count_after - count_before
-    return runs, (time_after - time_before) / max(runs, 1)
+    return runs, (time_after - time_before) / max(runs, 1), wall * 1e6 / execs
 
 
 def run(execs: int) -> list[Cost]:
@@ -145,8 +154,7 @@ def run(execs: int) -> list[Cost]:
                 policies, containers = synthetic(rules, cgroups, cgroup_id)
                 program.apply(compile_policies(policies, containers).maps)
                 for where, target in (("selected cgroup", cgroup), ("unselected", None)):
-                    runs, ns = measure(program, execs, target)
-                    results.append(Cost(rules, cgroups, where, runs, ns))
+                    results.append(Cost(rules, cgroups, where, *measure(program, execs, target)))
             finally:
                 program.close()
     return results
@@ -159,11 +167,13 @@ def main() -> None:
     args = parser.parse_args()
     results = run(args.execs)
     if args.json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
+        print(json.dumps([{**r.__dict__, "share_percent": r.share} for r in results], indent=2))
         return
-    print(f"{'rules':>7} {'cgroups':>7}  {'exec from':16} {'execs':>6}  {'ns/exec':>8}")
+    print(f"{'rules':>7} {'cgroups':>7}  {'exec from':16} {'execs':>6}  {'BPF ns/exec':>11}  "
+          f"{'exec wall us':>12}  {'BPF share':>9}")  # fmt: skip
     for r in results:
-        print(f"{r.rules:>7} {r.cgroups:>7}  {r.where:16} {r.execs:>6}  {r.ns_per_exec:>8.0f}")
+        print(f"{r.rules:>7} {r.cgroups:>7}  {r.where:16} {r.execs:>6}  {r.ns_per_exec:>11.0f}  "
+              f"{r.wall_us_per_exec:>12.0f}  {r.share:>8.2f}%")  # fmt: skip
 
 
 if __name__ == "__main__":
