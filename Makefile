@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 KVER := $(shell uname -r)
 # Debian packages enforcer needs at run time, and those its tests use.
 RUN_PACKAGES := python3-bpfcc python3-venv python3-pip bpftool
-TEST_PACKAGES := runc busybox-static gcc libc6-dev
+TEST_PACKAGES := runc busybox-static gcc libc6-dev podman
 POLICIES ?= policies
 
 .PHONY: all setup packages headers venv run test unit lint bench clean

@@ -27,10 +27,16 @@ enum action {
 #define MAX_NAME_ENTRIES 65536
 #define MAX_PATH_ENTRIES 65536
 #define MAX_COUNTERS 65536
+#define MAX_HELD 4096
 #define RINGBUF_PAGES 64
 
 /* Index of the config array's only entry. */
 #define CONFIG_KEY 0
+
+/* cgroup_sets value of a cgroup created while enforcer runs and not yet
+ * classified by userspace (0xFFFFFFFF): its execs are held with SIGSTOP until
+ * userspace decides, so a new container's entrypoint cannot slip through. */
+#define SET_PENDING 4294967295
 
 /* cgroup id -> the policy set compiled for it. set_id 0 selects nothing. */
 struct cgroup_value {
@@ -41,6 +47,7 @@ struct cgroup_value {
 struct config_value {
     u32 host_set_id;   /* set for cgroups absent from the cgroup map */
     u32 trace_all;     /* 1: submit an event for every exec (enforcer trace) */
+    u32 hold_new;      /* 1: new cgroups start SET_PENDING (the daemon classifies them) */
 };
 
 struct hit {
@@ -79,6 +86,16 @@ struct counter_key {
 enum event_kind {
     EVENT_MATCH = 1,     /* a rule matched; hit says which and what was done */
     EVENT_EXEC = 2,      /* trace_all: an exec that matched nothing */
+    EVENT_HELD = 3,      /* an exec in a pending cgroup, stopped; see the held map */
+    EVENT_CGROUP_NEW = 4,  /* a cgroup was created; filename holds its path */
+    EVENT_CGROUP_GONE = 5, /* a cgroup was removed */
+};
+
+/* An exec stopped in a pending cgroup, waiting for userspace (key: tgid). */
+struct held_exec {
+    u64 cgroup_id;
+    char filename[PATH_LEN];
+    char name[NAME_LEN];   /* basename, also when filename was cut short */
 };
 
 struct event {

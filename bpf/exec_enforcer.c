@@ -7,6 +7,11 @@
  * lookup for paths and directories, one hash lookup for the basename. Nothing
  * loops over rules or containers, so the cost is flat in their number.
  *
+ * A cgroup created while enforcer runs starts out pending (cgroup_events.c):
+ * an exec there is stopped with SIGSTOP and parked in the held map until the
+ * daemon has classified the cgroup and kills or continues it. A new
+ * container's entrypoint therefore never runs before its policies apply.
+ *
  * Build variants (-D, chosen by enforcer/kernel.py):
  *   BACKEND_KPROBE    attach as kprobes on the syscalls instead of tracepoints
  *   USE_PERF_BUFFER   kernels without BPF ring buffers (< 5.8)
@@ -15,6 +20,7 @@
 #include "enforcer.h"
 
 #define SIGKILL 9
+#define SIGSTOP 19
 
 BPF_HASH(cgroup_sets, u64, struct cgroup_value, MAX_CGROUPS);
 BPF_ARRAY(config, struct config_value, 1);
@@ -22,6 +28,7 @@ BPF_HASH(rule_names, struct name_key, struct match_value, MAX_NAME_ENTRIES);
 BPF_F_TABLE("lpm_trie", struct path_key, struct match_value, rule_paths, MAX_PATH_ENTRIES,
             BPF_F_NO_PREALLOC);
 BPF_HASH(counters, struct counter_key, u64, MAX_COUNTERS);
+BPF_HASH(held, u32, struct held_exec, MAX_HELD);
 /* Every exec seen, and events the buffer had no room for. */
 BPF_PERCPU_ARRAY(exec_total, u64, 1);
 BPF_PERCPU_ARRAY(event_drops, u64, 1);
@@ -33,6 +40,7 @@ struct scratch {
     char long_path[LONG_PATH_LEN];
 };
 BPF_PERCPU_ARRAY(scratch_space, struct scratch, 1);
+BPF_PERCPU_ARRAY(held_space, struct held_exec, 1);
 
 #ifdef USE_PERF_BUFFER
 BPF_PERF_OUTPUT(events);
@@ -180,6 +188,27 @@ static __always_inline int name_key_for(struct scratch *s, const char __user *fi
     return take_basename(s, s->long_path, full, LONG_PATH_LEN - 1);
 }
 
+/* Stops the caller and parks its exec for userspace to decide. If the held
+ * map is full the exec is stopped all the same: userspace finds it by pid
+ * from the event and, failing that, on its next sweep. */
+static __always_inline void hold(void *ctx, u64 cgroup_id, struct scratch *s,
+                                 const char __user *filename, int len)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    int zero = 0;
+    struct held_exec *slot = held_space.lookup(&zero);
+    if (!slot)
+        return;
+    slot->cgroup_id = cgroup_id;
+    bpf_probe_read_kernel_str(slot->filename, PATH_LEN, s->path.path);
+    __builtin_memset(slot->name, 0, NAME_LEN);
+    if (name_key_for(s, filename, len))
+        bpf_probe_read_kernel_str(slot->name, NAME_LEN, s->name.name);
+    held.update(&tgid, slot);
+    bpf_send_signal(SIGSTOP);
+    submit(ctx, cgroup_id, EVENT_HELD, 0, s->path.path);
+}
+
 static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_value *cfg)
 {
     struct cgroup_value *selected = cgroup_sets.lookup(&cgroup_id);
@@ -205,6 +234,10 @@ static __always_inline int on_exec(void *ctx, const char __user *filename)
     int len = bpf_probe_read_user_str(s->path.path, PATH_LEN, filename);
     if (len <= 0)
         return 0;
+    if (set_id == SET_PENDING) {
+        hold(ctx, cgroup_id, s, filename, len);
+        return 0;
+    }
     int kill = 0, matched = 0;
     if (set_id != 0) {
         s->path.prefixlen = 32 + PATH_LEN * 8;
@@ -228,6 +261,42 @@ static __always_inline int on_exec(void *ctx, const char __user *filename)
         submit(ctx, cgroup_id, EVENT_EXEC, 0, s->path.path);
     if (kill)
         bpf_send_signal(SIGKILL);
+    return 0;
+}
+
+/* cgroup v2 lifecycle: both creation and removal are reported; while the
+ * daemon asks for it (hold_new) a new cgroup starts pending, and a removed one
+ * always leaves the cgroup map.
+ * These live here, not in a file of their own, because bcc generates the
+ * tracepoint argument structs only for probes in the main source file. */
+/* The tracepoints report cgroup v1 hierarchies too; v2 is hierarchy 0. */
+#define CGROUP2_HIERARCHY 0
+
+TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
+{
+    int zero = 0;
+    struct config_value *cfg = config.lookup(&zero);
+    if (args->root != CGROUP2_HIERARCHY || !cfg)
+        return 0;
+    u64 cgroup_id = args->id;
+    if (cfg->hold_new) {
+        struct cgroup_value pending = {.set_id = SET_PENDING};
+        /* BPF_NOEXIST: an entry userspace already wrote wins. */
+        cgroup_sets.insert(&cgroup_id, &pending);
+    }
+    submit(args, cgroup_id, EVENT_CGROUP_NEW, 0,
+           (const char *)args + (args->data_loc_path & 0xFFFF));
+    return 0;
+}
+
+TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
+{
+    if (args->root != CGROUP2_HIERARCHY)
+        return 0;
+    u64 cgroup_id = args->id;
+    cgroup_sets.delete(&cgroup_id);
+    submit(args, cgroup_id, EVENT_CGROUP_GONE, 0,
+           (const char *)args + (args->data_loc_path & 0xFFFF));
     return 0;
 }
 

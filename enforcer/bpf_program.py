@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -50,7 +51,17 @@ class KernelEvent:
     uid: int
     hit: Hit | None
     comm: str
+    filename: str  # for cgroup events, the cgroup's path
+
+
+@dataclass(frozen=True)
+class HeldExec:
+    """An exec stopped in a pending cgroup, waiting for a decision."""
+
+    pid: int
+    cgroup_id: int
     filename: str
+    name: str  # basename; empty when longer than any policy name can be
 
 
 @dataclass(frozen=True)
@@ -108,13 +119,26 @@ class ExecProgram:
                 ids.append(info.id)
         return tuple(ids)
 
-    def _set_config(self, *, host_set_id: int, trace_all: bool | None = None) -> None:
+    def _set_config(
+        self,
+        *,
+        host_set_id: int | None = None,
+        trace_all: bool | None = None,
+        hold_new: bool | None = None,
+    ) -> None:
         table = self._table("config")
         value = table[ctypes.c_int(abi.CONFIG_KEY)]
-        value.host_set_id = host_set_id
+        if host_set_id is not None:
+            value.host_set_id = host_set_id
         if trace_all is not None:
             value.trace_all = int(trace_all)
+        if hold_new is not None:
+            value.hold_new = int(hold_new)
         table[ctypes.c_int(abi.CONFIG_KEY)] = value
+
+    def hold_new_cgroups(self, on: bool) -> None:
+        """Whether cgroups created from now on start pending (see exec_enforcer.c)."""
+        self._set_config(hold_new=on)
 
     def apply(self, maps: MapContents) -> None:
         """Makes the kernel enforce `maps`, never passing through a state with neither.
@@ -163,12 +187,57 @@ class ExecProgram:
 
     def _switch_cgroups(self, base: int, cgroup_sets: Mapping[int, int]) -> None:
         table = self._table("cgroup_sets")
-        stale = [k for k in table if k.value not in cgroup_sets]
+        # Pending cgroups are the lifecycle's to settle (assign_cgroups), not ours.
+        stale = [
+            k
+            for k, v in table.items()
+            if k.value not in cgroup_sets and v.set_id != abi.SET_PENDING
+        ]
+        self._write_cgroups(base, cgroup_sets)
+        _delete_keys(table, stale)
+
+    def _write_cgroups(self, base: int, cgroup_sets: Mapping[int, int]) -> None:
+        table = self._table("cgroup_sets")
         for cgroup_id, set_id in cgroup_sets.items():
             value = table.Leaf()
             value.set_id = _in_bank(base, set_id)
             table[ctypes.c_uint64(cgroup_id)] = value
-        _delete_keys(table, stale)
+
+    def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None:
+        """Points cgroups at sets of the policy set in force; None makes one a host cgroup."""
+        self._write_cgroups(
+            BANK_BASES[self._bank], {k: v for k, v in cgroup_sets.items() if v is not None}
+        )
+        host = [ctypes.c_uint64(k) for k, v in cgroup_sets.items() if v is None]
+        _delete_keys(self._table("cgroup_sets"), host)
+
+    def pending_cgroups(self) -> list[int]:
+        return [
+            k.value for k, v in self._table("cgroup_sets").items() if v.set_id == abi.SET_PENDING
+        ]
+
+    def held_execs(self) -> list[HeldExec]:
+        return [
+            HeldExec(
+                pid=k.value,
+                cgroup_id=v.cgroup_id,
+                filename=os.fsdecode(v.filename),
+                name=os.fsdecode(v.name),
+            )
+            for k, v in self._table("held").items()
+        ]
+
+    def release_held(self, pid: int) -> None:
+        _delete_keys(self._table("held"), [ctypes.c_uint32(pid)])
+
+    def add_counts(self, cgroup_id: int, hits: Iterable[Hit]) -> None:
+        """Counts hits decided in userspace (held execs) as the kernel counts its own."""
+        table = self._table("counters")
+        for hit in hits:
+            key = table.Key(cgroup_id, hit.policy_id, hit.rule_id, hit.target_id, int(hit.action))
+            current = table.get(key)
+            value = table.Leaf(current.value + 1 if current is not None else 1)
+            table[key] = value
 
     def counters(self) -> dict[CounterKey, int]:
         return {

@@ -16,10 +16,13 @@ from types import FrameType
 from typing import Any
 
 from enforcer import kernel
-from enforcer.containers.inventory import discover
+from enforcer.abi import EventKind
+from enforcer.containers.inventory import discover, identify
+from enforcer.containers.netns import named_netns
 from enforcer.control import ControlServer, UnknownCommandError
 from enforcer.engine import Denial, Engine
 from enforcer.kernel import Backend, BackendChoice
+from enforcer.lifecycle import Lifecycle
 from enforcer.policy.loader import LoadResult
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ class DaemonOptions:
     on_ready: Callable[[Engine], None] | None = None
     trace_all: bool = False
     on_exec: Callable[[Any], None] | None = None
+    # Follow containers that start later, holding their first execs until
+    # placed (see lifecycle.py). Off for the tools that need no policies.
+    follow_new_cgroups: bool = True
 
 
 @dataclass
@@ -52,6 +58,7 @@ class Daemon:
         self._flags = _Flags()
         self.choice: BackendChoice | None = None
         self.engine: Engine | None = None
+        self.lifecycle: Lifecycle | None = None
 
     def run(self) -> int:
         kernel.require_root()
@@ -67,7 +74,10 @@ class Daemon:
         log.info("BPF program compiled and loaded in %.2f s", program.info.compile_seconds)
         server: ControlServer | None = None
         try:
-            self.engine = engine = Engine(program, self.options.load, discover)
+            self.engine = engine = Engine(program, self.options.load, discover, named_netns)
+            self.lifecycle = Lifecycle(engine, program, identify, engine.needs_pid)
+            # Before discovery: a cgroup made after it is caught as pending.
+            program.hold_new_cgroups(self.options.follow_new_cgroups)
             engine.reload()
             program.open_events(self._on_kernel_event)
             if self.options.socket_path is not None:
@@ -81,6 +91,9 @@ class Daemon:
         finally:
             if server is not None:
                 server.close()
+            program.hold_new_cgroups(False)
+            if self.lifecycle is not None:
+                self._log_denials(self.lifecycle.settle_held())
             program.close()
         log.info("stopped")
         return 0
@@ -105,15 +118,31 @@ class Daemon:
         signal.signal(signal.SIGHUP, reload)
 
     def _on_kernel_event(self, event: Any) -> None:
-        assert self.engine is not None
+        # bcc drops exceptions raised in its callbacks: log them here instead.
+        try:
+            self._log_denials(self._dispatch(event))
+        except Exception:
+            log.exception("failed to handle a kernel event: %s", event)
+
+    def _dispatch(self, event: Any) -> list[Denial]:
+        assert self.engine is not None and self.lifecycle is not None
+        if event.kind is EventKind.CGROUP_NEW:
+            return self.lifecycle.cgroup_created(event.cgroup_id, event.filename)
+        if event.kind is EventKind.CGROUP_GONE:
+            self.lifecycle.cgroup_removed(event.cgroup_id)
+            return []
+        if event.kind is EventKind.HELD:
+            return self.lifecycle.settle_held()
         if self.options.on_exec is not None:
             self.options.on_exec(event)
         denial = self.engine.denial(event.kind, event)
-        if denial is None:
-            return
-        log.warning("%s", denial, extra={"denial": denial.to_json()})
-        if self.options.on_denial is not None:
-            self.options.on_denial(denial)
+        return [denial] if denial else []
+
+    def _log_denials(self, denials: list[Denial]) -> None:
+        for denial in denials:
+            log.warning("%s", denial, extra={"denial": denial.to_json()})
+            if self.options.on_denial is not None:
+                self.options.on_denial(denial)
 
     def handle_command(self, command: str, _arguments: dict[str, Any]) -> object:
         """Answers one control-socket request (runs on the socket's thread)."""
@@ -123,11 +152,14 @@ class Daemon:
             return engine.stats()
         if command == "status":
             return engine.status(str(choice.backend), choice.reason, enforcing=True)
+        if command == "containers":
+            return {"containers": engine.containers_report()}
         if command == "events":
             return {"events": [d.to_json() for d in engine.recent]}
         if command == "reload":
             self._flags.reload = True
             return {"reloading": True}
         raise UnknownCommandError(
-            f"unknown command {command!r}; this daemon knows stats, status, events, reload"
+            f"unknown command {command!r}; "
+            "this daemon knows stats, status, containers, events, reload"
         )

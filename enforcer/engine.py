@@ -13,14 +13,15 @@ import platform
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from enforcer.abi import Action, EventKind
-from enforcer.compiler import Compiled, CounterName, Ids, compile_policies, describe
+from enforcer.compiler import Compiled, Hit, Ids, MapContents, compile_policies, describe, select
 from enforcer.containers.model import Container
 from enforcer.policy.loader import LoadedPolicy, LoadResult, PolicyProblem
+from enforcer.stats import nest_counts
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ RECENT_EVENTS = 1000
 class ProgramMaps(Protocol):
     """What the engine needs of the loaded BPF program (bpf_program.ExecProgram)."""
 
-    def apply(self, maps: Any) -> None: ...
+    def apply(self, maps: MapContents) -> None: ...
+    def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None: ...
     def counters(self) -> dict[Any, int]: ...
     def event_drops(self) -> int: ...
 
@@ -73,10 +75,12 @@ class Engine:
         program: ProgramMaps,
         load: Callable[[], LoadResult],
         discover: Callable[[], list[Container]],
+        named_netns: Callable[[], Mapping[str, int]],
     ) -> None:
         self._program = program
         self._load = load
         self._discover = discover
+        self._named_netns = named_netns
         self._lock = threading.Lock()
         self._ids = Ids()
         self.policies: tuple[LoadedPolicy, ...] = ()
@@ -84,6 +88,9 @@ class Engine:
         self.containers: list[Container] = []
         self.compiled: Compiled | None = None
         self._cgroup_owner: dict[int, Container] = {}
+        # cgroup id -> set number for cgroups placed since the last compile,
+        # None for those found to be host cgroups.
+        self._placed: dict[int, int | None] = {}
         self.recent: deque[Denial] = deque(maxlen=RECENT_EVENTS)
         self.started = time.time()
 
@@ -110,9 +117,13 @@ class Engine:
             self._enforce(self.policies, self._discover())
 
     def _enforce(self, policies: tuple[LoadedPolicy, ...], containers: list[Container]) -> None:
-        compiled = compile_policies([p.policy for p in policies], containers, self._ids)
+        compiled = compile_policies(
+            [p.policy for p in policies], containers, self._ids, self._netns(policies)
+        )
         self._program.apply(compiled.maps)
         self.policies, self.containers, self.compiled = policies, containers, compiled
+        self._placed = {cg: None for cg, number in self._placed.items() if number is None}
+        self._placed.update(compiled.maps.cgroup_sets)
         for container in containers:
             for cgroup_id in container.cgroup_ids:
                 self._cgroup_owner[cgroup_id] = container
@@ -126,6 +137,75 @@ class Engine:
             sum(1 for s in compiled.maps.cgroup_sets.values() if s),
         )
 
+    def _netns(self, policies: Sequence[LoadedPolicy] | None = None) -> Mapping[str, int]:
+        """Named network namespaces, only looked up when a policy names one."""
+        if any(
+            p.policy.spec.selector.namespaces and p.policy.spec.selector.namespaces.net
+            for p in (self.policies if policies is None else policies)
+        ):
+            return self._named_netns()
+        return {}
+
+    def needs_pid(self) -> bool:
+        """Whether placing a container needs its process (namespace selectors do)."""
+        return any(p.policy.spec.selector.namespaces for p in self.policies)
+
+    def set_of(self, cgroup_id: int) -> int | None:
+        """The set number a cgroup is enforced with, or None if it was never placed."""
+        if cgroup_id not in self._placed:
+            return None
+        number = self._placed[cgroup_id]
+        host = self.compiled.maps.host_set_id if self.compiled else 0
+        return host if number is None else number
+
+    def place(self, container: Container) -> int:
+        """Enforces the current policies on a container that appeared; returns its set.
+
+        One map write per cgroup when the container joins a combination of
+        policies already compiled; a full recompile when its combination is new.
+        """
+        with self._lock:
+            containers = [c for c in self.containers if c.id != container.id] + [container]
+            compiled = self.compiled
+            netns = self._netns()
+            members = frozenset(
+                p.policy.name
+                for p in self.policies
+                if container.id in select(p.policy, containers, netns).container_ids
+            )
+            number = compiled.sets.get(members) if compiled and members else 0
+            if number is None or compiled is None:
+                self._enforce(self.policies, containers)
+                return self._placed[container.cgroup_ids[0]] or 0
+            self._program.assign_cgroups({cg: number for cg in container.cgroup_ids})
+            self.containers = containers
+            for cgroup_id in container.cgroup_ids:
+                self._placed[cgroup_id] = number
+                self._cgroup_owner[cgroup_id] = container
+        log.info(
+            "container %s (%s%s) placed: %s",
+            container.short_id,
+            container.runtime,
+            f", {container.name}" if container.name else "",
+            ", ".join(sorted(members)) or "no policy selects it",
+        )
+        return number
+
+    def place_host(self, cgroup_id: int) -> None:
+        """Marks a new cgroup as a host cgroup: the host policies apply to it."""
+        with self._lock:
+            self._program.assign_cgroups({cgroup_id: None})
+            self._placed[cgroup_id] = None
+
+    def forget_cgroup(self, cgroup_id: int) -> None:
+        """A cgroup was removed; a container whose own cgroup it was is gone."""
+        with self._lock:
+            self._placed.pop(cgroup_id, None)
+            gone = [c for c in self.containers if c.cgroup_ids and c.cgroup_ids[0] == cgroup_id]
+            if gone:
+                self.containers = [c for c in self.containers if c not in gone]
+                log.info("container %s stopped", gone[0].short_id)
+
     def owner(self, cgroup_id: int) -> tuple[str, str]:
         """(container id, container name) of a cgroup, or ("host", "") for the rest."""
         container = self._cgroup_owner.get(cgroup_id)
@@ -135,21 +215,34 @@ class Engine:
         """Names a kernel rule-hit event; records it among the recent ones."""
         if kind is not EventKind.MATCH or event.hit is None:
             return None
-        with self._lock:
-            name = describe(self._ids, event.hit)
-        container_id, container_name = self.owner(event.cgroup_id)
-        denial = Denial(
-            time=time.time(),
-            policy=name.policy,
-            rule=name.rule,
-            action=event.hit.action.name.lower(),
-            container_id=container_id,
-            container_name=container_name,
+        return self.record(
+            event.hit,
             cgroup_id=event.cgroup_id,
             pid=event.pid,
             uid=event.uid,
             comm=event.comm,
             filename=event.filename,
+        )
+
+    def record(
+        self, hit: Hit, *, cgroup_id: int, pid: int, uid: int, comm: str, filename: str
+    ) -> Denial:
+        """Names one hit (from the kernel, or decided for a held exec) and keeps it."""
+        with self._lock:
+            name = describe(self._ids, hit)
+        container_id, container_name = self.owner(cgroup_id)
+        denial = Denial(
+            time=time.time(),
+            policy=name.policy,
+            rule=name.rule,
+            action=hit.action.name.lower(),
+            container_id=container_id,
+            container_name=container_name,
+            cgroup_id=cgroup_id,
+            pid=pid,
+            uid=uid,
+            comm=comm,
+            filename=filename,
             target=str(name.target),
         )
         self.recent.append(denial)
@@ -160,7 +253,31 @@ class Engine:
         with self._lock:
             counters = self._program.counters()
             names = {key: describe(self._ids, key) for key in counters}
-        return {"policies": _nest_counts(names, counters, self.owner, self._policy_names())}
+        return {"policies": nest_counts(names, counters, self.owner, self._policy_names())}
+
+    def containers_report(self) -> list[dict[str, object]]:
+        """Every container the daemon knows, with the policies that select it."""
+        with self._lock:
+            containers = list(self.containers)
+            netns = self._netns()
+            selected: dict[str, list[str]] = {c.id: [] for c in containers}
+            for loaded in self.policies:
+                for container_id in select(loaded.policy, containers, netns).container_ids:
+                    selected[container_id].append(loaded.policy.name)
+        return [
+            {
+                "id": c.id,
+                "name": c.name,
+                "image": c.image,
+                "runtime": c.runtime,
+                "labels": dict(c.labels),
+                "cgroup_path": c.cgroup_path,
+                "cgroup_id": c.cgroup_ids[0] if c.cgroup_ids else None,
+                "pid": c.pid,
+                "policies": selected[c.id],
+            }
+            for c in containers
+        ]
 
     def _policy_names(self) -> list[str]:
         return [p.policy.name for p in self.policies]
@@ -203,57 +320,3 @@ def _policy_status(
         ],
         "unresolved": list(selection.unresolved) if selection else [],
     }
-
-
-def _nest_counts(
-    names: dict[Any, CounterName],
-    counters: dict[Any, int],
-    owner: Callable[[int], tuple[str, str]],
-    policy_order: list[str],
-) -> list[dict[str, object]]:
-    """Folds flat kernel counters into policy -> rule -> container -> program."""
-    tree: dict[str, dict[str, dict[tuple[str, str, int], dict[str, list[int]]]]] = {
-        name: {} for name in policy_order
-    }
-    for key, count in counters.items():
-        name = names[key]
-        container = (*owner(key.cgroup_id), key.cgroup_id)
-        programs = (
-            tree.setdefault(name.policy, {}).setdefault(name.rule, {}).setdefault(container, {})
-        )
-        slot = programs.setdefault(str(name.target), [0, 0])
-        slot[0 if key.action is Action.KILL else 1] += count
-    return [
-        _with_totals(
-            {"name": policy},
-            "rules",
-            [
-                _with_totals(
-                    {"name": rule},
-                    "containers",
-                    [
-                        _with_totals(
-                            {"id": cid, "name": cname, "cgroup_id": cgroup_id},
-                            "programs",
-                            [
-                                {"program": program, "blocked": blocked, "audited": audited}
-                                for program, (blocked, audited) in sorted(programs.items())
-                            ],
-                        )
-                        for (cid, cname, cgroup_id), programs in sorted(containers.items())
-                    ],
-                )
-                for rule, containers in rules.items()
-            ],
-        )
-        for policy, rules in tree.items()
-    ]
-
-
-def _with_totals(
-    node: dict[str, object], children_key: str, children: list[dict[str, Any]]
-) -> dict[str, object]:
-    node["blocked"] = sum(int(child["blocked"]) for child in children)
-    node["audited"] = sum(int(child["audited"]) for child in children)
-    node[children_key] = children
-    return node

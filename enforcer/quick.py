@@ -19,7 +19,7 @@ import click
 from enforcer import kernel
 from enforcer.containers.inventory import discover, resolve_container
 from enforcer.daemon import Daemon, DaemonOptions
-from enforcer.engine import HOST, Denial, Engine
+from enforcer.engine import Denial, Engine
 from enforcer.kernel import Backend
 from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.model import ExecPolicy
@@ -55,34 +55,27 @@ def block_in_container(container_ref: str, names: tuple[str, ...], backend: Back
     def killed(denial: Denial) -> None:
         click.echo(f"{time.strftime('%H:%M:%S')} {denial}")
 
-    options = DaemonOptions(load=lambda: loaded, backend=backend, on_denial=killed, on_ready=ready)
+    options = DaemonOptions(
+        load=lambda: loaded,
+        backend=backend,
+        on_denial=killed,
+        on_ready=ready,
+        follow_new_cgroups=False,
+    )
     return Daemon(options).run()
 
 
 def trace_execs(backend: Backend) -> int:
     """Prints every exec on the host as it happens."""
     engine_ref: list[Engine] = []
-    # cgroup id -> when an exec from it, owned by no known container, last made us look again.
-    looked_again: dict[int, float] = {}
 
     def ready(engine: Engine) -> None:
         engine_ref.append(engine)
         click.echo(f"{'TIME':8}  {'PID':>7}  {'COMM':16}  {'CONTAINER':12}  FILE")
 
-    def owner(engine: Engine, cgroup_id: int) -> str:
-        container_id, _name = engine.owner(cgroup_id)
-        last = looked_again.get(cgroup_id)
-        now = time.monotonic()
-        if container_id != HOST or (last is not None and now - last < UNKNOWN_CGROUP_RECHECK_S):
-            return container_id
-        # Perhaps a container started since the trace began: ask the runtimes again.
-        looked_again[cgroup_id] = now
-        if any(cgroup_id in container.cgroup_ids for container in discover()):
-            engine.refresh_containers()
-        return engine.owner(cgroup_id)[0]
-
     def on_exec(event: Any) -> None:
-        container_id = owner(engine_ref[0], event.cgroup_id) if engine_ref else "?"
+        # Containers started since are known from the kernel's cgroup events.
+        container_id = engine_ref[0].owner(event.cgroup_id)[0] if engine_ref else "?"
         try:
             click.echo(
                 f"{time.strftime('%H:%M:%S')}  {event.pid:>7}  {event.comm:16}  "
@@ -100,6 +93,7 @@ def trace_execs(backend: Backend) -> int:
         on_ready=ready,
         on_exec=on_exec,
         trace_all=True,
+        follow_new_cgroups=False,
     )
     return Daemon(options).run()
 

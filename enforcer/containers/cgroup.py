@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from enforcer.errors import KernelSupportError
@@ -99,19 +100,37 @@ def parse_container_cgroup(path: str) -> tuple[str, str] | None:
     driver puts them; elsewhere they could be anything. A pod's sandbox (pause)
     container looks like any other container here.
     """
+    found = find_container_cgroup(path)
+    return None if found is None else (found.runtime, found.id)
+
+
+@dataclass(frozen=True)
+class ContainerCgroup:
+    """A container recognised from a cgroup path, and where its own cgroup is."""
+
+    runtime: str
+    id: str
+    # The container's own cgroup: the path itself, or the ancestor of a
+    # sub-cgroup the container made, e.g. `/machine.slice/libpod-<id>.scope`.
+    path: str
+
+
+def find_container_cgroup(path: str) -> ContainerCgroup | None:
+    """Like `parse_container_cgroup`, and also say which ancestor is the container's own cgroup."""
     parts = [p for p in path.split("/") if p]
     for depth in range(len(parts) - 1, -1, -1):
         name = parts[depth]
+        own = "/" + "/".join(parts[: depth + 1])
         if _CONMON.fullmatch(name):
             return None
         for pattern, runtime in _NAMED_SCOPES:
             match = pattern.fullmatch(name)
             if match:
-                return runtime, match.group("id")
+                return ContainerCgroup(runtime, match.group("id"), own)
         if _BARE_ID.fullmatch(name):
             runtime_of_bare = _runtime_of_bare_id(parts[:depth])
             if runtime_of_bare is not None:
-                return runtime_of_bare, name
+                return ContainerCgroup(runtime_of_bare, name, own)
     return None
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -34,6 +36,9 @@ DEFAULT_RUNC_ROOTS: tuple[Path, ...] = (
     Path("/run/containerd/runc"),
     Path("/run/docker/runtime-runc"),
 )
+
+# The mode runc gives the roots it creates (container state directories get 0711).
+_RUNC_ROOT_MODE = 0o700
 
 # runc adds the bundle directory to the OCI annotations it keeps as labels.
 _BUNDLE_LABEL = "bundle"
@@ -55,6 +60,9 @@ class RuncState:
     # Clock ticks since boot, as in /proc/<pid>/stat; tells the init process
     # from a later process that got the same pid.
     start_time: int
+    # The runc root the state was read from (e.g. /run/containerd/runc/k8s.io);
+    # None when parsed from text alone.
+    root: Path | None = None
 
 
 def parse_state(text: str) -> RuncState:
@@ -127,6 +135,52 @@ def is_running(state: RuncState, proc: Path = Path("/proc")) -> bool:
         return False
 
 
+def read_state(path: Path) -> RuncState:
+    """Read and parse one `state.json`, recording the runc root it is in.
+
+    Raises OSError when it cannot be read and ValueError when it is malformed.
+    """
+    return replace(parse_state(path.read_text()), root=path.parent.parent)
+
+
+def state_dirs_of(container_id: str, roots: Sequence[Path]) -> list[Path]:
+    """Return the state directories named `container_id` in the given roots, in root order.
+
+    Looks at `<root>/<id>` and, for directories of roots, `<root>/*/<id>`,
+    with a few stat calls and no reading: cheap enough for every new cgroup.
+    A state directory exists from the moment runc starts creating the
+    container, before its cgroup and before `state.json` is written.
+    """
+    if not container_id or container_id in (".", "..") or "/" in container_id:
+        return []
+    found: list[Path] = []
+    for root in roots:
+        candidates = [root / container_id, *(ns / container_id for ns in _subdirs(root))]
+        found.extend(c for c in candidates if _is_state_dir(c))
+    return found
+
+
+def _is_state_dir(path: Path) -> bool:
+    # runc makes a container's state directory 0711 and holding files only;
+    # a runc root, such as containerd's /run/containerd/runc/k8s.io, is 0700
+    # and holds directories. Both tests are needed to tell an empty root (all
+    # of its containers gone) from a state directory whose state.json runc
+    # has not written yet.
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISDIR(mode) and stat.S_IMODE(mode) != _RUNC_ROOT_MODE and not _subdirs(path)
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+
+
 def state_files(roots: Sequence[Path]) -> list[Path]:
     """Return every `state.json` in the given runc roots or directories of roots."""
     found: list[Path] = []
@@ -148,7 +202,7 @@ def read_runc_states(
     states: dict[str, RuncState] = {}
     for path in state_files(roots):
         try:
-            state = parse_state(path.read_text())
+            state = read_state(path)
         except (OSError, ValueError) as e:
             log.debug("skipping runc state file %s: %s", path, e)
             continue

@@ -12,6 +12,7 @@ travels in the error's context and the loader appends it (see `LOCATED_ERROR_TYP
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable, Iterator, Mapping
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
@@ -20,11 +21,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from enforcer.policy.images import check_image_pattern
 
 # Sizes the kernel side keys on (bpf/enforcer.h); all counted in UTF-8 bytes.
 NAME_LEN = 64  # basename key, NUL included
@@ -43,6 +48,9 @@ LOCATED_ERROR_TYPE = "enforcer_located"
 _LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 # runc accepts arbitrary names such as "web-1"; docker and podman ids are 64 lowercase hex.
 _CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9_.-]+")
+# What `ip netns add` names look like in practice; the name is a file in /run/netns.
+_NETNS_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_NETNS_NAME_BYTES = 255  # NAME_MAX
 
 
 def located_error(message: str, *loc: str | int) -> PydanticCustomError:
@@ -147,9 +155,52 @@ def _check_container_id(value: str) -> str:
     return value
 
 
-def _reject_duplicates(items: tuple[str, ...], what: str) -> None:
+def _check_container_name(value: str) -> str:
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(
+            f"{value!r} is not a container name pattern: give a name as `docker ps` or "
+            "`podman ps` shows it, or a glob such as 'web-*'"
+        )
+    return value
+
+
+def _check_pid_namespace(value: object) -> int:
+    return _check_namespace_inode(value, "pid")
+
+
+def _check_namespace_inode(value: object, kind: str) -> int:
+    # bool is an int to Python, and pydantic's lax int would take "12": both are mistakes here.
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        unquote = " without quotes" if isinstance(value, str) and value.isdigit() else ""
+        raise ValueError(
+            f"{shown} is not a {kind} namespace: give its inode number{unquote}, a positive "
+            f"integer such as 4026532198, as `lsns -t {kind}` or `ls -Li /proc/PID/ns/{kind}` "
+            "shows it"
+        )
+    return value
+
+
+def _check_net_namespace(value: object) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _check_namespace_inode(value, "net")
+    if (
+        isinstance(value, str)
+        and _NETNS_NAME_RE.fullmatch(value)
+        and value not in (".", "..")
+        and len(value) <= MAX_NETNS_NAME_BYTES
+    ):
+        return value
+    raise ValueError(
+        f"{value!r} is not a network namespace: give its name as `ip netns list` shows it "
+        f"(1-{MAX_NETNS_NAME_BYTES} letters, digits, '_', '.' or '-'), or its inode number as "
+        "`lsns -t net` shows it, such as 4026531840"
+    )
+
+
+def _reject_duplicates(items: tuple[Hashable, ...], what: str) -> None:
     """Blame the first item that repeats an earlier one (after normalisation)."""
-    seen: set[str] = set()
+    seen: set[Hashable] = set()
     for index, item in enumerate(items):
         if item in seen:
             raise located_error(f"{item!r} is listed more than once in {what}; remove one", index)
@@ -161,6 +212,40 @@ ProgramName = Annotated[str, AfterValidator(_check_basename)]
 ProgramPath = Annotated[str, AfterValidator(_check_path)]
 ProgramDir = Annotated[str, AfterValidator(_normalise_dir)]
 ContainerId = Annotated[str, AfterValidator(_check_container_id)]
+ContainerNamePattern = Annotated[str, AfterValidator(_check_container_name)]
+ImagePattern = Annotated[str, AfterValidator(check_image_pattern)]
+PidNamespace = Annotated[int, PlainValidator(_check_pid_namespace)]
+# An int is an inode number, a string a name from /run/netns (so a quoted number is a name).
+NetNamespace = Annotated[int | str, PlainValidator(_check_net_namespace)]
+
+
+class Labels(Mapping[str, str]):
+    """A read-only, hashable label map, so that frozen models holding one stay hashable."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, labels: Mapping[str, str] | None = None) -> None:
+        self._labels = dict(labels or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._labels[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._labels)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._labels.items()))
+
+    def __repr__(self) -> str:
+        return f"Labels({self._labels!r})"
+
+
+LabelMap = Annotated[
+    Mapping[str, str], AfterValidator(Labels), PlainSerializer(dict, return_type=dict[str, str])
+]
 
 
 class Match(BaseModel):
@@ -204,44 +289,172 @@ class Rule(BaseModel):
 
 
 class ContainerSelector(BaseModel):
-    """Containers chosen by full id or unique id prefix."""
+    """Containers chosen by what `docker ps`, `podman ps` or `runc list` show about them.
+
+    A container matches when every key given matches it, and a key matches when any one of its
+    entries does (`labels` excepted: every label given must be present with that value):
+
+    - `ids`: a full id, or a prefix matching exactly one container (docker's 12-character
+      short id); a prefix matching none or several is reported, not guessed.
+    - `names`: a glob (`fnmatch`, case-sensitive) on the container's name; a container without
+      a name matches none.
+    - `images`: a glob on `repository[:tag]`, see `enforcer.policy.images.image_matches`.
+      `nginx` matches every tag of `nginx`, recorded as `nginx` or `docker.io/library/nginx`;
+      a pattern with `@sha256:...` matches that digest exactly.
+    - `labels`: exact values, e.g. `{team: blue}`; extra labels on the container do not matter.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    ids: tuple[ContainerId, ...]
+    ids: tuple[ContainerId, ...] = ()
+    names: tuple[ContainerNamePattern, ...] = ()
+    images: tuple[ImagePattern, ...] = ()
+    labels: LabelMap = Labels()
 
-    @field_validator("ids")
+    @field_validator("ids", "names", "images")
     @classmethod
-    def _ids_listed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _listed(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        # Runs only for keys that are given: an absent key is no condition, an empty list is
+        # a condition nothing meets, most likely a mistake.
+        field = info.field_name or "the list"
+        if not value:
+            raise ValueError(_EMPTY_CONTAINER_LIST[field])
+        _reject_duplicates(value, field)
+        return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_keys_are_strings(cls, value: object) -> object:
+        if isinstance(value, Mapping):
+            for key in value:
+                if not isinstance(key, str):
+                    raise located_error(
+                        f"label key {key!r} must be a string; put quotes around it", key
+                    )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_given(cls, value: Mapping[str, str]) -> Mapping[str, str]:
         if not value:
             raise ValueError(
-                "list at least one container id or prefix, or use allContainers: true instead"
+                "give at least one label, e.g. labels: {team: blue}, or leave out 'labels'"
             )
-        _reject_duplicates(value, "ids")
+        for key in value:
+            if not key:
+                raise ValueError("a label key is empty: give keys such as 'team'")
+            if any(c.isspace() or not c.isprintable() for c in key):
+                raise located_error(
+                    f"{key!r} is not a label key: label keys have no spaces, "
+                    "e.g. 'team' or 'app.kubernetes.io/name'",
+                    key,
+                )
         return value
+
+    @model_validator(mode="after")
+    def _selects_by_something(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError(
+                "containers needs at least one of ids, names, images or labels, e.g. "
+                "names: [web-*]; to select every container use allContainers: true instead"
+            )
+        return self
+
+
+_EMPTY_CONTAINER_LIST = {
+    "ids": "list at least one container id or prefix, or use allContainers: true instead",
+    "names": "list at least one container name or glob such as 'web-*', or leave out 'names'",
+    "images": "list at least one image such as 'nginx' or 'nginx:1.25', or leave out 'images'",
+}
+
+
+class NamespaceSelector(BaseModel):
+    """Containers chosen by the namespaces their init process (`Container.pid`) runs in.
+
+    Like `ContainerSelector`, every key given must match and any entry of a key may:
+
+    - `pid`: pid namespace inode numbers (`lsns -t pid`, `ls -Li /proc/PID/ns/pid`).
+    - `net`: network namespaces, by name as `ip netns list` shows them or by inode number
+      (`lsns -t net`). A name that does not exist when the policy is compiled matches nothing
+      and is reported.
+
+    Namespaces only ever select containers, never host processes: a container whose init
+    process is unknown matches no namespace key.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    pid: tuple[PidNamespace, ...] = ()
+    net: tuple[NetNamespace, ...] = ()
+
+    @field_validator("pid", "net")
+    @classmethod
+    def _listed(cls, value: tuple[int | str, ...], info: ValidationInfo) -> tuple[int | str, ...]:
+        field = info.field_name or "the list"
+        if not value:
+            raise ValueError(
+                f"list at least one {field} namespace, e.g. {field}: [4026532198], "
+                f"or leave out '{field}'"
+            )
+        _reject_duplicates(value, field)
+        return value
+
+    @model_validator(mode="after")
+    def _selects_by_something(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError(
+                "namespaces needs pid or net, e.g. net: [blue]; or leave out 'namespaces'"
+            )
+        return self
 
 
 class Selector(BaseModel):
-    """Where a policy applies: some containers, every container, and/or the host."""
+    """Where a policy applies: some containers, every container, and/or the host.
+
+    - `containers` and `namespaces` select the containers that match every key they give
+      (AND across keys, OR within one key's list): `containers: {images: [nginx]}` with
+      `namespaces: {net: [blue]}` selects the nginx containers in network namespace blue.
+    - `allContainers: true` selects every container. It cannot be combined with `containers`
+      or `namespaces`, which it would make pointless.
+    - `host: true` adds the processes outside any container to whatever containers are
+      selected. Namespace keys never apply to host processes, so `host` with `namespaces` and
+      no `containers` is refused: it would read as "host processes in these namespaces".
+    - A selector must select something.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     containers: ContainerSelector | None = None
+    namespaces: NamespaceSelector | None = None
     host: bool = False
     all_containers: bool = Field(default=False, alias="allContainers")
 
     @model_validator(mode="after")
     def _selects_something(self) -> Self:
-        if self.all_containers and self.containers is not None:
+        narrowed = [
+            key
+            for key, value in (("containers", self.containers), ("namespaces", self.namespaces))
+            if value is not None
+        ]
+        if self.all_containers and narrowed:
             raise located_error(
-                "allContainers: true already selects every container; "
-                "remove either 'containers' or 'allContainers'",
+                "allContainers: true already selects every container; remove either "
+                + " and ".join(f"'{key}'" for key in narrowed)
+                + " or 'allContainers'",
                 "allContainers",
             )
-        if self.containers is None and not (self.host or self.all_containers):
+        if self.host and self.namespaces is not None and self.containers is None:
+            raise located_error(
+                "namespaces select containers, not host processes: host: true selects every "
+                "process outside a container whatever its namespaces. Remove 'namespaces', or "
+                "put the containers in these namespaces in a policy of their own",
+                "namespaces",
+            )
+        if not (narrowed or self.host or self.all_containers):
             raise ValueError(
-                "the selector selects nothing: set containers.ids, host: true "
-                "or allContainers: true"
+                "the selector selects nothing: set containers.ids, host: true or "
+                "allContainers: true (containers can also be chosen by names, images, labels "
+                "or namespaces)"
             )
         return self
 

@@ -154,3 +154,32 @@ def _run(argv: Sequence[str], cwd: Path) -> None:
     )
     if result.returncode != 0:
         raise RuncHelperError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr}")
+
+
+def run_foreground(
+    tmp_path: Path,
+    args: Sequence[str],
+    id: str | None = None,
+    applets: Sequence[str] = DEFAULT_APPLETS,
+    timeout: float = RUNC_TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
+    """Run a one-shot container in the foreground (`runc run`) and return how it ended.
+
+    The container is deleted and its bundle removed afterwards, whatever happened.
+    """
+    container_id = id if id is not None else secrets.token_hex(32)
+    bundle = tmp_path / f"bundle-{container_id[:12]}-{secrets.token_hex(2)}"
+    _build_bundle(bundle, args, applets)
+    try:
+        return subprocess.run(
+            [RUNC, "run", container_id],
+            cwd=bundle,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    finally:
+        _delete(container_id)
+        shutil.rmtree(bundle, ignore_errors=True)

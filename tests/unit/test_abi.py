@@ -29,6 +29,8 @@ def test_sizes_match_header() -> None:
         "MAX_NAME_ENTRIES",
         "MAX_PATH_ENTRIES",
         "MAX_COUNTERS",
+        "MAX_HELD",
+        "SET_PENDING",
         "RINGBUF_PAGES",
         "CONFIG_KEY",
     ]

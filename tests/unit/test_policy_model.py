@@ -1,7 +1,8 @@
 """The ExecPolicy model: defaults, normalisation, limits and selector rules.
 
 What a user sees for each mistake (line, field path, message) is tested in
-test_policy_loader.py; this file checks the model's own behaviour and its edges.
+test_policy_loader.py, and for selector keys in test_selectors.py; this file
+checks the model's own behaviour and its edges.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pydantic import ValidationError
 from enforcer.policy import (
     ContainerSelector,
     ExecPolicy,
+    Labels,
     Match,
     Mode,
+    NamespaceSelector,
     RuleAction,
     Selector,
 )
@@ -140,6 +143,13 @@ def test_match_is_empty_only_without_entries() -> None:
         {"allContainers": True, "host": True},
         {"containers": {"ids": ["web-1"]}, "host": True},
         {"containers": {"ids": ["a" * 64, "abc123def456", "my_ctr.2"]}},
+        {"containers": {"names": ["web-*"]}},
+        {"containers": {"images": ["nginx", "localhost:5000/app:1", "nginx@sha256:" + "0" * 64]}},
+        {"containers": {"labels": {"team": "blue", "app.kubernetes.io/name": "api"}}},
+        {"containers": {"labels": {"canary": ""}}},
+        {"namespaces": {"pid": [4026532198]}},
+        {"namespaces": {"net": ["blue", 4026531840, "my_ns.2"]}},
+        {"containers": {"names": ["web-*"]}, "namespaces": {"net": ["blue"]}, "host": True},
     ],
 )
 def test_selectors_that_select_something(selector: dict[str, Any]) -> None:
@@ -160,6 +170,23 @@ def test_selectors_that_select_something(selector: dict[str, Any]) -> None:
         ({"containers": {"ids": ["x" * 129]}}, ("spec", "selector", "containers", "ids", 0), "128"),
         ({"containers": {"ids": ["web 1"]}}, ("spec", "selector", "containers", "ids", 0), "'_'"),
         ({"containers": {"ids": [""]}}, ("spec", "selector", "containers", "ids", 0), "1-128"),
+        ({"containers": {}}, ("spec", "selector", "containers"), "at least one of ids, names"),
+        ({"namespaces": {}}, ("spec", "selector", "namespaces"), "needs pid or net"),
+        (
+            {"allContainers": True, "namespaces": {"pid": [1]}},
+            ("spec", "selector"),
+            "already selects every container",
+        ),
+        (
+            {"host": True, "namespaces": {"net": ["blue"]}},
+            ("spec", "selector"),
+            "not host processes",
+        ),
+        (
+            {"namespaces": {"net": ["x" * 256]}},
+            ("spec", "selector", "namespaces", "net", 0),
+            "1-255",
+        ),
     ],
 )
 def test_selectors_rejected(selector: dict[str, Any], loc: tuple[str, ...], fragment: str) -> None:
@@ -173,3 +200,37 @@ def test_selector_and_container_selector_build_from_python() -> None:
     assert selector.containers is not None
     assert selector.containers.ids == ("abc",)
     assert not selector.all_containers
+
+
+def test_empty_lists_are_errors_but_absent_keys_are_not_conditions() -> None:
+    selector = ContainerSelector(names=("web-*",))
+    assert (selector.ids, selector.images, dict(selector.labels)) == ((), (), {})
+    with pytest.raises(ValidationError, match="leave out 'images'"):
+        ContainerSelector(names=("web-*",), images=())
+
+
+def test_namespace_selector_builds_from_python_and_keeps_ints_and_names_apart() -> None:
+    namespaces = NamespaceSelector(net=("blue", 4026531840))
+    assert namespaces.net == ("blue", 4026531840)
+    assert namespaces.pid == ()
+    assert Selector(namespaces=namespaces).namespaces == namespaces
+
+
+def test_labels_are_read_only_hashable_and_equal_whatever_their_order() -> None:
+    first = ExecPolicy.model_validate(
+        policy_data(selector={"containers": {"labels": {"team": "blue", "app": "web"}}})
+    )
+    second = ExecPolicy.model_validate(
+        policy_data(selector={"containers": {"labels": {"app": "web", "team": "blue"}}})
+    )
+    labels = first.spec.selector.containers.labels if first.spec.selector.containers else None
+
+    assert isinstance(labels, Labels)
+    assert first == second
+    assert hash(first) == hash(second)
+    assert labels == {"team": "blue", "app": "web"}
+    assert not hasattr(labels, "__setitem__")
+    assert first.model_dump()["spec"]["selector"]["containers"]["labels"] == {
+        "team": "blue",
+        "app": "web",
+    }

@@ -1,0 +1,67 @@
+"""Kernel counters folded into what `enforcer stats` shows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from enforcer.abi import Action
+from enforcer.compiler import CounterName
+
+
+def nest_counts(
+    names: dict[Any, CounterName],
+    counters: dict[Any, int],
+    owner: Callable[[int], tuple[str, str]],
+    policy_order: list[str],
+) -> list[dict[str, object]]:
+    """Folds flat kernel counters into policy -> rule -> container -> program.
+
+    Each level carries `blocked` and `audited` totals; policies with no counts
+    yet are listed too, in `policy_order`.
+    """
+    tree: dict[str, dict[str, dict[tuple[str, str, int], dict[str, list[int]]]]] = {
+        name: {} for name in policy_order
+    }
+    for key, count in counters.items():
+        name = names[key]
+        container = (*owner(key.cgroup_id), key.cgroup_id)
+        programs = (
+            tree.setdefault(name.policy, {}).setdefault(name.rule, {}).setdefault(container, {})
+        )
+        slot = programs.setdefault(str(name.target), [0, 0])
+        slot[0 if key.action is Action.KILL else 1] += count
+    return [
+        _with_totals(
+            {"name": policy},
+            "rules",
+            [
+                _with_totals(
+                    {"name": rule},
+                    "containers",
+                    [
+                        _with_totals(
+                            {"id": cid, "name": cname, "cgroup_id": cgroup_id},
+                            "programs",
+                            [
+                                {"program": program, "blocked": blocked, "audited": audited}
+                                for program, (blocked, audited) in sorted(programs.items())
+                            ],
+                        )
+                        for (cid, cname, cgroup_id), programs in sorted(containers.items())
+                    ],
+                )
+                for rule, containers in rules.items()
+            ],
+        )
+        for policy, rules in tree.items()
+    ]
+
+
+def _with_totals(
+    node: dict[str, object], children_key: str, children: list[dict[str, Any]]
+) -> dict[str, object]:
+    node["blocked"] = sum(int(child["blocked"]) for child in children)
+    node["audited"] = sum(int(child["audited"]) for child in children)
+    node[children_key] = children
+    return node
