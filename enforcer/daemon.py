@@ -75,7 +75,7 @@ class Daemon:
         server: ControlServer | None = None
         try:
             self.engine = engine = Engine(program, self.options.load, discover, named_netns)
-            self.lifecycle = Lifecycle(engine, program, identify, engine.needs_pid)
+            self.lifecycle = Lifecycle(engine, program, identify, self._log_denials)
             # Before discovery: a cgroup made after it is caught as pending.
             program.hold_new_cgroups(self.options.follow_new_cgroups)
             engine.reload()
@@ -93,7 +93,7 @@ class Daemon:
                 server.close()
             program.hold_new_cgroups(False)
             if self.lifecycle is not None:
-                self._log_denials(self.lifecycle.settle_held())
+                self._log_denials(self.lifecycle.close())
             program.close()
         log.info("stopped")
         return 0
@@ -127,7 +127,8 @@ class Daemon:
     def _dispatch(self, event: Any) -> list[Denial]:
         assert self.engine is not None and self.lifecycle is not None
         if event.kind is EventKind.CGROUP_NEW:
-            return self.lifecycle.cgroup_created(event.cgroup_id, event.filename)
+            self.lifecycle.cgroup_created(event.cgroup_id, event.filename)
+            return []
         if event.kind is EventKind.CGROUP_GONE:
             self.lifecycle.cgroup_removed(event.cgroup_id)
             return []

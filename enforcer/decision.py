@@ -8,9 +8,12 @@ path or directory), then the basename entry, counting each (policy, rule) once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from enforcer import abi
 from enforcer.abi import Action
 from enforcer.compiler import Hit, MapContents
+from enforcer.policy.model import ExecPolicy
 
 
 def decide(maps: MapContents, set_id: int, filename: str, name: str) -> tuple[Hit, ...]:
@@ -37,3 +40,24 @@ def _longest_path_entry(maps: MapContents, set_id: int, filename: str) -> tuple[
             if hits is not None:
                 return hits
     return ()
+
+
+class AnyRule:
+    """Whether any rule of any policy names a program, wherever it runs.
+
+    Lets a held exec that no rule names go on at once, before its cgroup is
+    even identified: the container runtime's own execs (runc re-executing
+    itself, for one) must never wait for the metadata the runtime is busy
+    producing.
+    """
+
+    def __init__(self, policies: Iterable[ExecPolicy]) -> None:
+        matches = [rule.match for policy in policies for rule in policy.spec.rules]
+        self._names = {name for m in matches for name in m.names}
+        self._paths = {path for m in matches for path in m.paths}
+        self._dirs = {d if d.endswith("/") else d + "/" for m in matches for d in m.dirs}
+
+    def names(self, filename: str, name: str) -> bool:
+        if name in self._names or filename in self._paths:
+            return True
+        return any(filename.startswith(d) for d in self._dirs)

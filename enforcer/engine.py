@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from enforcer.abi import Action, EventKind
 from enforcer.compiler import Compiled, Hit, Ids, MapContents, compile_policies, describe, select
 from enforcer.containers.model import Container
+from enforcer.decision import AnyRule
 from enforcer.policy.loader import LoadedPolicy, LoadResult, PolicyProblem
 from enforcer.stats import nest_counts
 
@@ -91,6 +92,7 @@ class Engine:
         # cgroup id -> set number for cgroups placed since the last compile,
         # None for those found to be host cgroups.
         self._placed: dict[int, int | None] = {}
+        self.any_rule = AnyRule(())
         self.recent: deque[Denial] = deque(maxlen=RECENT_EVENTS)
         self.started = time.time()
 
@@ -122,6 +124,7 @@ class Engine:
         )
         self._program.apply(compiled.maps)
         self.policies, self.containers, self.compiled = policies, containers, compiled
+        self.any_rule = AnyRule(p.policy for p in policies)
         self._placed = {cg: None for cg, number in self._placed.items() if number is None}
         self._placed.update(compiled.maps.cgroup_sets)
         for container in containers:
@@ -145,6 +148,17 @@ class Engine:
         ):
             return self._named_netns()
         return {}
+
+    def metadata_unknown(self, cgroup_id: int) -> bool:
+        """Whether a policy selects by metadata this cgroup's runtime did not give."""
+        container = self._cgroup_owner.get(cgroup_id)
+        if container is None or container.metadata_known:
+            return False
+        return any(
+            c.names or c.images or c.labels
+            for p in self.policies
+            if (c := p.policy.spec.selector.containers) is not None
+        )
 
     def needs_pid(self) -> bool:
         """Whether placing a container needs its process (namespace selectors do)."""

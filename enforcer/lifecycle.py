@@ -2,17 +2,28 @@
 
 While the daemon runs, every new cgroup starts *pending* in the kernel: an
 exec there is stopped (SIGSTOP) and parked in the held map. This module
-settles pending cgroups: it identifies each one (a container of which
-runtime, with which metadata, or a host cgroup), places it under its policies,
-and then decides every parked exec exactly as the kernel would have, killing
-or continuing it. A new container's entrypoint is thus never run unchecked.
+settles them:
+
+- A parked exec of a program that no rule of any policy names goes on at
+  once. Container runtimes exec their own helpers in the new cgroup while
+  they set it up, and must not wait for metadata they are busy producing.
+- Every new cgroup is identified on a worker thread (a container of which
+  runtime, with which name, image and labels; or a host cgroup) and placed
+  under its policies; asking a runtime for metadata can take a while, and the
+  event loop must keep answering meanwhile.
+- Once its cgroup is placed, a parked exec is decided exactly as the kernel
+  would have decided it, and killed or let go.
+
+A new container's entrypoint therefore never runs unchecked.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -29,14 +40,6 @@ log = logging.getLogger(__name__)
 Identify = Callable[[str, int | None], Container | None]
 
 
-class HeldExecs(Protocol):
-    """What settling needs of the loaded program (bpf_program.ExecProgram)."""
-
-    def held_execs(self) -> Sequence[HeldExecLike]: ...
-    def release_held(self, pid: int) -> None: ...
-    def add_counts(self, cgroup_id: int, hits: Iterable[Hit]) -> None: ...
-
-
 class HeldExecLike(Protocol):
     @property
     def pid(self) -> int: ...
@@ -48,93 +51,119 @@ class HeldExecLike(Protocol):
     def name(self) -> str: ...
 
 
+class HeldExecs(Protocol):
+    """What settling needs of the loaded program (bpf_program.ExecProgram)."""
+
+    def held_execs(self) -> Sequence[HeldExecLike]: ...
+    def release_held(self, pid: int) -> None: ...
+    def add_counts(self, cgroup_id: int, hits: Iterable[Hit]) -> None: ...
+
+
 class Lifecycle:
     def __init__(
         self,
         engine: Engine,
         program: HeldExecs,
         identify: Identify,
-        needs_pid: Callable[[], bool],
+        report: Callable[[list[Denial]], None],
     ) -> None:
         self._engine = engine
         self._program = program
         self._identify = identify
-        self._needs_pid = needs_pid
+        self._report = report
         self._paths: dict[int, str] = {}
+        self._settling = threading.Lock()
+        self._jobs: queue.Queue[tuple[int, int | None] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="classify", daemon=True)
+        self._worker.start()
 
-    def cgroup_created(self, cgroup_id: int, path: str) -> list[Denial]:
-        """Places a new cgroup at once where its process is not needed to place it."""
-        if self._engine.set_of(cgroup_id) is not None:
-            return []  # found by a discovery that ran after it was made
+    def cgroup_created(self, cgroup_id: int, path: str) -> None:
         self._paths[cgroup_id] = path
-        container = self._identify(path, None)
-        if container is None:
-            self._engine.place_host(cgroup_id)
-        elif not (self._needs_pid() and container.pid is None):
-            self._engine.place(container)
-        else:
-            return []  # namespace selectors need a process: settled at its first exec
-        return self.settle_held()
+        self._jobs.put((cgroup_id, None))
 
     def cgroup_removed(self, cgroup_id: int) -> None:
         self._paths.pop(cgroup_id, None)
         self._engine.forget_cgroup(cgroup_id)
 
-    def settle_held(self) -> list[Denial]:
-        """Decides every exec the kernel holds; returns the hits as denials."""
+    def close(self) -> list[Denial]:
+        """Stops the worker and lets go of what is still held: enforcement ends here."""
+        self._jobs.put(None)
+        self._worker.join()
+        return self.settle_held(final=True)
+
+    def settle_held(self, final: bool = False) -> list[Denial]:
+        """Decides every parked exec that can be decided now; returns the hits."""
         denials: list[Denial] = []
-        for held in self._program.held_execs():
-            try:
-                denials += self._settle(held)
-            except (OSError, EnforcerError) as e:
-                # The process is stopped: never leave it so. Fail closed.
-                log.error(
-                    "cannot decide held exec of %s (pid %d): %s; killing it",
-                    held.filename,
-                    held.pid,
-                    e,
-                )
-                _signal(held.pid, signal.SIGKILL)
-                self._program.release_held(held.pid)
+        with self._settling:
+            for held in self._program.held_execs():
+                try:
+                    denials += self._settle(held, final)
+                except (OSError, EnforcerError) as e:
+                    # The process is stopped: never leave it so. Fail closed.
+                    log.error("cannot decide held exec %s (pid %d): %s; killing it",
+                              held.filename, held.pid, e)  # fmt: skip
+                    self._let_go(held.pid, signal.SIGKILL)
         return denials
 
-    def _settle(self, held: HeldExecLike) -> list[Denial]:
-        set_number = self._engine.set_of(held.cgroup_id)
+    def _settle(self, held: HeldExecLike, final: bool) -> list[Denial]:
+        engine = self._engine
+        set_number = engine.set_of(held.cgroup_id)
         if set_number is None:
-            set_number = self._classify(held.cgroup_id, held.pid)
-        compiled = self._engine.compiled
+            if final or not engine.any_rule.names(held.filename, held.name):
+                self._let_go(held.pid, signal.SIGCONT)
+            else:
+                self._jobs.put((held.cgroup_id, held.pid))
+            return []
+        if engine.metadata_unknown(held.cgroup_id) and engine.any_rule.names(
+            held.filename, held.name
+        ):
+            log.error("killed %s (pid %d): a policy names it and the container's runtime did not "
+                      "say whether that policy selects it", held.filename, held.pid)  # fmt: skip
+            self._let_go(held.pid, signal.SIGKILL)
+            return []
+        compiled = engine.compiled
         hits = decide(compiled.maps, set_number, held.filename, held.name) if compiled else ()
         self._program.add_counts(held.cgroup_id, hits)
-        _signal(held.pid, signal.SIGKILL if kills(hits) else signal.SIGCONT)
-        self._program.release_held(held.pid)
         comm, uid = _comm_and_uid(held.pid)
+        self._let_go(held.pid, signal.SIGKILL if kills(hits) else signal.SIGCONT)
         return [
-            self._engine.record(
-                hit,
-                cgroup_id=held.cgroup_id,
-                pid=held.pid,
-                uid=uid,
-                comm=comm,
-                filename=held.filename,
-            )
+            engine.record(hit, cgroup_id=held.cgroup_id, pid=held.pid, uid=uid, comm=comm,
+                          filename=held.filename)
             for hit in hits
-        ]
+        ]  # fmt: skip
 
-    def _classify(self, cgroup_id: int, pid: int) -> int:
-        path = self._paths.get(cgroup_id) or cgroup_v2_path_of_pid(pid)
+    def _let_go(self, pid: int, signum: int) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            log.debug("held pid %d is gone already", pid)
+        self._program.release_held(pid)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            cgroup_id, pid = job
+            try:
+                self._place(cgroup_id, pid)
+                self._report(self.settle_held())
+            except Exception:
+                log.exception("failed to place cgroup %d", cgroup_id)
+                if pid is not None:  # fail closed: it is stopped, and named by a rule
+                    self._let_go(pid, signal.SIGKILL)
+
+    def _place(self, cgroup_id: int, pid: int | None) -> None:
+        engine = self._engine
+        if engine.set_of(cgroup_id) is not None:
+            return
+        path = self._paths.get(cgroup_id) or (cgroup_v2_path_of_pid(pid) if pid else None)
+        if path is None:
+            return
         container = self._identify(path, pid)
         if container is None:
-            self._engine.place_host(cgroup_id)
+            engine.place_host(cgroup_id)
+        elif engine.needs_pid() and container.pid is None:
+            return  # namespace selectors need a process: placed at its first held exec
         else:
-            self._engine.place(container)
-        return self._engine.set_of(cgroup_id) or 0
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        log.debug("held pid %d is gone already", pid)
+            engine.place(container)
 
 
 def _comm_and_uid(pid: int) -> tuple[str, int]:

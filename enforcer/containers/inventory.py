@@ -216,10 +216,11 @@ def _with_metadata(
     sightings: Sequence[Sighting], sources: MetadataSources, proc: Path
 ) -> list[Container]:
     metadata = fetch_metadata(sightings, sources)
-    return [_container(s, metadata.get(s.id, _UNKNOWN), proc) for s in sightings]
+    return [_container(s, metadata.get(s.id), proc) for s in sightings]
 
 
-def _container(sighting: Sighting, metadata: RuntimeMetadata, proc: Path) -> Container:
+def _container(sighting: Sighting, found: RuntimeMetadata | None, proc: Path) -> Container:
+    metadata = found if found is not None else _UNKNOWN
     pid = sighting.pid if sighting.pid is not None else metadata.pid
     pid_ns, net_ns = pid_and_net_namespaces(pid, proc)
     return Container(
@@ -233,6 +234,7 @@ def _container(sighting: Sighting, metadata: RuntimeMetadata, proc: Path) -> Con
         pid=pid,
         pid_ns=pid_ns,
         net_ns=net_ns,
+        metadata_known=found is not None,
     )
 
 

@@ -38,6 +38,9 @@ class Container:
     # for namespace selectors; None when no process of the container is known.
     pid_ns: int | None = None
     net_ns: int | None = None
+    # False when the runtime could not be asked (timeout, not installed): the
+    # name, image and labels above are then unknown, not empty.
+    metadata_known: bool = True
 
     def __post_init__(self) -> None:
         # Copy into a read-only view so that the caller's dict, mutated later,

@@ -181,6 +181,7 @@ def test_discover_combines_runc_state_and_the_cgroup_tree(tmp_path: Path) -> Non
         runtime="podman",
         cgroup_path=podman_scope,
         cgroup_ids=(ino(podman_scope), ino(f"{podman_scope}/container")),
+        metadata_known=False,  # podman does not know this made-up container
     )
 
 

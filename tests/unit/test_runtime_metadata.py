@@ -656,6 +656,7 @@ def test_identify_a_container_without_runc_state_or_record(host: FakeHost) -> No
         runtime="podman",
         cgroup_path=f"/libpod_parent/libpod-{unknown}",
         cgroup_ids=(host.ino(f"/libpod_parent/libpod-{unknown}"),),
+        metadata_known=False,
     )
 
 
