@@ -32,6 +32,8 @@ BPF_HASH(held, u32, struct held_exec, MAX_HELD);
 /* Every exec seen, and events the buffer had no room for. */
 BPF_PERCPU_ARRAY(exec_total, u64, 1);
 BPF_PERCPU_ARRAY(event_drops, u64, 1);
+/* bpf_send_signal calls that failed (e.g. -EBUSY), by signal: 0 kill, 1 stop. */
+BPF_PERCPU_ARRAY(signal_errors, u64, 2);
 
 /* Per-CPU scratch: the keys are too big for the 512-byte BPF stack. */
 struct scratch {
@@ -205,7 +207,13 @@ static __always_inline void hold(void *ctx, u64 cgroup_id, struct scratch *s,
     if (name_key_for(s, filename, len))
         bpf_probe_read_kernel_str(slot->name, NAME_LEN, s->name.name);
     held.update(&tgid, slot);
-    bpf_send_signal(SIGSTOP);
+    /* To this thread, not the thread group: in a multi-threaded caller (a Go
+     * runtime such as runc init) another thread could take a group-wide
+     * SIGSTOP, and the exec's de_thread() cancels a group stop under way. */
+    if (bpf_send_signal_thread(SIGSTOP) != 0) {
+        int stop = 1;
+        bump(signal_errors.lookup(&stop));
+    }
     submit(ctx, cgroup_id, EVENT_HELD, 0, s->path.path);
 }
 
@@ -259,8 +267,8 @@ static __always_inline int on_exec(void *ctx, const char __user *filename)
     }
     if (cfg->trace_all && !matched)
         submit(ctx, cgroup_id, EVENT_EXEC, 0, s->path.path);
-    if (kill)
-        bpf_send_signal(SIGKILL);
+    if (kill && bpf_send_signal(SIGKILL) != 0)
+        bump(signal_errors.lookup(&zero));
     return 0;
 }
 

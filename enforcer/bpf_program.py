@@ -258,6 +258,11 @@ class ExecProgram:
     def event_drops(self) -> int:
         return _sum_percpu(self._table("event_drops"))
 
+    def signal_errors(self) -> tuple[int, int]:
+        """Failed bpf_send_signal calls: (SIGKILL, SIGSTOP)."""
+        table = self._table("signal_errors")
+        return int(sum(table[ctypes.c_int(0)])), int(sum(table[ctypes.c_int(1)]))
+
     def open_events(self, handler: Callable[[KernelEvent], None]) -> None:
         table = self._table("events")
 

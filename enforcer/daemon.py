@@ -7,13 +7,14 @@ SIGTERM and SIGINT stop it cleanly, SIGHUP reloads policies and containers.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from enforcer import kernel
 from enforcer.abi import EventKind
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 # How long one wait for events lasts: the bound on noticing a stop or reload
 # request that arrived between two waits.
 POLL_TIMEOUT_MS = 250
+FOLLOW_LOCK = Path("/run/enforcer/follow.lock")
 
 
 @dataclass
@@ -77,7 +79,8 @@ class Daemon:
             self.engine = engine = Engine(program, self.options.load, discover, named_netns)
             self.lifecycle = Lifecycle(engine, program, identify, self._log_denials)
             # Before discovery: a cgroup made after it is caught as pending.
-            program.hold_new_cgroups(self.options.follow_new_cgroups)
+            follow_lock = _follow_lock() if self.options.follow_new_cgroups else None
+            program.hold_new_cgroups(follow_lock is not None)
             engine.reload()
             program.open_events(self._on_kernel_event)
             if self.options.socket_path is not None:
@@ -164,3 +167,26 @@ class Daemon:
             f"unknown command {command!r}; "
             "this daemon knows stats, status, containers, events, reload"
         )
+
+
+def _follow_lock() -> TextIO | None:
+    """Only one enforcer at a time may hold new cgroups' execs.
+
+    Each instance's kernel program would stop such an exec, and each would let
+    go of it with SIGCONT by its own policies: one instance's SIGCONT would
+    release what another still holds. The lock is released when the process
+    exits, however it exits.
+    """
+    FOLLOW_LOCK.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    lock = FOLLOW_LOCK.open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        log.warning(
+            "another enforcer follows new containers (it holds %s): this one enforces only "
+            "containers it has seen start, and a new container's first execs may escape it",
+            FOLLOW_LOCK,
+        )
+        return None
+    return lock

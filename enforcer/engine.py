@@ -37,6 +37,7 @@ class ProgramMaps(Protocol):
     def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None: ...
     def counters(self) -> dict[Any, int]: ...
     def event_drops(self) -> int: ...
+    def signal_errors(self) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,9 @@ class Engine:
                 "kernel": platform.release(),
                 "uptime_seconds": round(time.time() - self.started, 1),
                 "event_drops": self._program.event_drops(),
+                "signal_errors": dict(
+                    zip(("kill", "stop"), self._program.signal_errors(), strict=True)
+                ),
                 "policies": [_policy_status(p, compiled, self.containers) for p in self.policies],
                 "problems": [str(p) for p in self.problems],
                 "containers_known": len(self.containers),

@@ -74,12 +74,18 @@ class Lifecycle:
         self._paths: dict[int, str] = {}
         self._settling = threading.Lock()
         self._jobs: queue.Queue[tuple[int, int | None] | None] = queue.Queue()
+        self._queued: set[tuple[int, int | None]] = set()
         self._worker = threading.Thread(target=self._work, name="classify", daemon=True)
         self._worker.start()
 
     def cgroup_created(self, cgroup_id: int, path: str) -> None:
         self._paths[cgroup_id] = path
-        self._jobs.put((cgroup_id, None))
+        self._queue(cgroup_id, None)
+
+    def _queue(self, cgroup_id: int, pid: int | None) -> None:
+        if (cgroup_id, pid) not in self._queued:
+            self._queued.add((cgroup_id, pid))
+            self._jobs.put((cgroup_id, pid))
 
     def cgroup_removed(self, cgroup_id: int) -> None:
         self._paths.pop(cgroup_id, None)
@@ -108,11 +114,18 @@ class Lifecycle:
     def _settle(self, held: HeldExecLike, final: bool) -> list[Denial]:
         engine = self._engine
         set_number = engine.set_of(held.cgroup_id)
+        log.debug(
+            "held %r pid %d in cgroup %d: set %s",
+            held.filename,
+            held.pid,
+            held.cgroup_id,
+            set_number,
+        )
         if set_number is None:
             if final or not engine.any_rule.names(held.filename, held.name):
                 self._let_go(held.pid, signal.SIGCONT)
             else:
-                self._jobs.put((held.cgroup_id, held.pid))
+                self._queue(held.cgroup_id, held.pid)
             return []
         if engine.metadata_unknown(held.cgroup_id) and engine.any_rule.names(
             held.filename, held.name
@@ -133,6 +146,7 @@ class Lifecycle:
         ]  # fmt: skip
 
     def _let_go(self, pid: int, signum: int) -> None:
+        log.debug("let go of pid %d with signal %d", pid, signum)
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
@@ -141,10 +155,13 @@ class Lifecycle:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
+            self._queued.discard(job)
             cgroup_id, pid = job
             try:
                 self._place(cgroup_id, pid)
                 self._report(self.settle_held())
+            except (FileNotFoundError, ProcessLookupError):
+                log.debug("cgroup %d or pid %s went away before it was placed", cgroup_id, pid)
             except Exception:
                 log.exception("failed to place cgroup %d", cgroup_id)
                 if pid is not None:  # fail closed: it is stopped, and named by a rule
@@ -158,6 +175,7 @@ class Lifecycle:
         if path is None:
             return
         container = self._identify(path, pid)
+        log.debug("cgroup %d (%s): %s", cgroup_id, path, container.id if container else "host")
         if container is None:
             engine.place_host(cgroup_id)
         elif engine.needs_pid() and container.pid is None:
