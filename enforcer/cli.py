@@ -50,7 +50,10 @@ def run(policy_paths: tuple[Path, ...], backend: str, socket_path: Path) -> None
     from enforcer.daemon import Daemon, DaemonOptions  # noqa: PLC0415
 
     options = DaemonOptions(
-        load=lambda: load_policies(policy_paths), backend=Backend(backend), socket_path=socket_path
+        load=lambda: load_policies(policy_paths),
+        backend=Backend(backend),
+        socket_path=socket_path,
+        watch=policy_paths,
     )
     _exit_on_error(lambda: Daemon(options).run())
 

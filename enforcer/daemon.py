@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -25,6 +25,7 @@ from enforcer.engine import Denial, Engine
 from enforcer.kernel import Backend, BackendChoice
 from enforcer.lifecycle import Lifecycle
 from enforcer.policy.loader import LoadResult
+from enforcer.policy.watch import PolicyWatcher
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class DaemonOptions:
     # Follow containers that start later, holding their first execs until
     # placed (see lifecycle.py). Off for the tools that need no policies.
     follow_new_cgroups: bool = True
+    # Policy files and directories to watch: a change there is a reload.
+    watch: Sequence[Path] = ()
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Daemon:
         )
         log.info("BPF program compiled and loaded in %.2f s", program.info.compile_seconds)
         server: ControlServer | None = None
+        watcher: PolicyWatcher | None = None
         try:
             self.engine = engine = Engine(program, self.options.load, discover, named_netns)
             self.lifecycle = Lifecycle(engine, program, identify, self._log_denials)
@@ -82,6 +86,9 @@ class Daemon:
             follow_lock = _follow_lock() if self.options.follow_new_cgroups else None
             program.hold_new_cgroups(follow_lock is not None)
             engine.reload()
+            if self.options.watch:
+                watcher = PolicyWatcher(self.options.watch, lambda: engine.reload(rediscover=False))
+                watcher.start()
             program.open_events(self._on_kernel_event)
             if self.options.socket_path is not None:
                 server = ControlServer(self.options.socket_path, self.handle_command)
@@ -92,6 +99,8 @@ class Daemon:
                 self.options.on_ready(engine)
             self._loop(program, engine)
         finally:
+            if watcher is not None:
+                watcher.close()
             if server is not None:
                 server.close()
             program.hold_new_cgroups(False)

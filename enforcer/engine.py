@@ -97,21 +97,34 @@ class Engine:
         self.recent: deque[Denial] = deque(maxlen=RECENT_EVENTS)
         self.started = time.time()
 
-    def reload(self) -> bool:
-        """Reloads policies and containers. Returns False, changing nothing, on bad policies.
+    def reload(self, rediscover: bool = True) -> bool:
+        """Reloads the policies (and, by default, the containers); False if a file was bad.
 
-        On the first load the valid files are enforced even if others are bad:
-        there is no earlier set to keep.
+        A file that fails validation, or that someone else than root could
+        have written, keeps its last good version in force; the other files'
+        changes apply. All of it switches in the kernel at once (see
+        ExecProgram.apply).
         """
         result = self._load()
         with self._lock:
             self.problems = result.problems
+            bad = {problem.file for problem in result.problems}
+
+            def is_bad(loaded: LoadedPolicy) -> bool:
+                return loaded.source in bad or loaded.source.parent in bad
+
+            fresh = [p for p in result.policies if not is_bad(p)]
+            names = {p.policy.name for p in fresh}
+            kept = [p for p in self.policies if is_bad(p) and p.policy.name not in names]
             for problem in result.problems:
                 log.error("policy problem: %s", problem)
-            if result.problems and self.compiled is not None:
-                log.error("policies not reloaded: the previous set stays in force")
-                return False
-            self._enforce(result.policies, self._discover())
+            if kept:
+                log.error(
+                    "kept the last good version of %s",
+                    ", ".join(sorted({str(p.source) for p in kept})),
+                )
+            containers = self._discover() if rediscover else self.containers
+            self._enforce((*fresh, *kept), containers)
         return not result.problems
 
     def refresh_containers(self) -> None:
@@ -312,6 +325,7 @@ class Engine:
                 ),
                 "policies": [_policy_status(p, compiled, self.containers) for p in self.policies],
                 "problems": [str(p) for p in self.problems],
+                "policy_files_with_problems": len({p.file for p in self.problems}),
                 "containers_known": len(self.containers),
             }
 

@@ -26,6 +26,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from enforcer.errors import PolicyError
 from enforcer.policy.model import LOCATED_ERROR_TYPE, ExecPolicy
+from enforcer.policy.permissions import unsafe_reason
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 
@@ -121,6 +122,9 @@ class _Loader:
     def add_path(self, path: Path) -> None:
         try:
             if path.is_dir():
+                if (reason := unsafe_reason(path)) is not None:
+                    self._problem(path, None, reason)
+                    return
                 for file in self._policy_files_in(path):
                     self.add_file(file)
             elif path.exists():
@@ -144,6 +148,9 @@ class _Loader:
             return
         self.files_read.add(resolved)
         try:
+            if (reason := unsafe_reason(file)) is not None:
+                self._problem(file, None, reason)
+                return
             data = file.read_bytes()
         except OSError as e:
             self._problem(file, None, f"cannot read: {e.strerror or e}")
