@@ -10,9 +10,11 @@ KVER := $(shell uname -r)
 # Debian packages enforcer needs at run time, and those its tests use.
 RUN_PACKAGES := python3-bpfcc python3-venv python3-pip bpftool
 TEST_PACKAGES := runc busybox-static gcc libc6-dev podman
+# And those only the benchmarks use: bcc's execsnoop to compare with, matplotlib for the plot.
+BENCH_PACKAGES := bpfcc-tools python3-matplotlib
 POLICIES ?= policies
 
-.PHONY: all setup packages headers venv run test unit lint bench clean
+.PHONY: all setup packages headers venv run test unit lint bench bench-smoke clean
 
 all: test
 
@@ -71,8 +73,114 @@ unit: venv
 test: setup lint
 	$(PY) -m pytest tests
 
-bench: setup
-	$(PY) bench/exec_cost.py
+# The benchmark suite (bench/README.md): `make bench` measures and rewrites
+# bench/README.md, results.json and results.png; `make bench-smoke` only checks
+# that every benchmark starts. BENCH_ARGS passes options, e.g. --quick.
+BENCH_FLAGS_bench = $(BENCH_ARGS)
+BENCH_FLAGS_bench-smoke = --smoke
+
+bench bench-smoke: setup
+	@$(MAKE) --no-print-directory packages RUN_PACKAGES="$(BENCH_PACKAGES)" TEST_PACKAGES=
+	$(PY) -m bench $(BENCH_FLAGS_$@)
+
+# The VM tests (tests/vm/vm.py) boot a second kernel, Debian's own 6.1, which
+# has kprobes and a loadable BPF LSM, under qemu, and run the integration tests
+# in it with the lsm and kprobe backends. The VM shares this host's /, so the
+# kernel's image and modules, its matching headers and qemu are installed here.
+VM_PACKAGES := qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static
+VM_ARGS ?=
+
+.PHONY: test-vm
+test-vm: setup
+	@$(MAKE) --no-print-directory packages RUN_PACKAGES="$(VM_PACKAGES)" TEST_PACKAGES=
+	$(PY) tests/vm/vm.py $(VM_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# `make install` makes enforcer a systemd service on this host, as root: the
+# package (not editable) in its own virtualenv, the unit, a config file, the
+# policy directory and group `enforcer`. Each step keeps what is there: an
+# edited config file, policies, the group. `make uninstall` removes what it
+# installed but the policies and the group; `make uninstall PURGE=1` removes
+# those too, and the state directory. It always removes the maps pinned in
+# bpffs: without a daemon they would go on counting, or enforcing. The paths
+# can be moved (the tests do): the unit and the config file are rewritten to
+# match.
+PREFIX ?= /opt/enforcer
+CONFDIR ?= /etc/enforcer
+UNITDIR ?= /etc/systemd/system
+STATEDIR ?= /var/lib/enforcer
+PINDIR ?= /sys/fs/bpf/enforcer
+SERVICE_GROUP ?= enforcer
+INSTALL_VENV := $(PREFIX)/venv
+# systemd runs as PID 1 (sd_booted(3)): only then is there a manager to tell.
+SYSTEMD_BOOTED := $(shell test -d /run/systemd/system && echo yes)
+# The install puts its own paths into the unit and the config file.
+REWRITE_PATHS := sed -e 's|/opt/enforcer|$(PREFIX)|g' -e 's|/etc/enforcer|$(CONFDIR)|g'
+
+.PHONY: install uninstall
+
+install: headers
+	@test "$$(id -u)" = 0 || { echo "make install must run as root"; exit 1; }
+	@missing=""; \
+	for p in $(RUN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@test -x $(INSTALL_VENV)/bin/python || /usr/bin/python3 -m venv --system-site-packages $(INSTALL_VENV)
+	$(INSTALL_VENV)/bin/python -m pip install -q --upgrade '$(CURDIR)'
+	@$(INSTALL_VENV)/bin/python -c 'import bcc' || { echo "bcc does not import in $(INSTALL_VENV): is python3-bpfcc installed?"; exit 1; }
+	install -d -o root -g root -m 0755 $(CONFDIR) $(CONFDIR)/policies
+	@if [ -e $(CONFDIR)/enforcer.env ]; then \
+	  echo "keeping $(CONFDIR)/enforcer.env"; \
+	else \
+	  $(REWRITE_PATHS) systemd/enforcer.env > $(CONFDIR)/enforcer.env.new; \
+	  chmod 0644 $(CONFDIR)/enforcer.env.new; \
+	  mv $(CONFDIR)/enforcer.env.new $(CONFDIR)/enforcer.env; \
+	  echo "installed $(CONFDIR)/enforcer.env"; \
+	fi
+	@if [ -z "$$(ls -A $(CONFDIR)/policies)" ]; then \
+	  install -o root -g root -m 0644 policies/*.yaml policies/*.example $(CONFDIR)/policies/; \
+	  echo "installed the example policies in $(CONFDIR)/policies"; \
+	else \
+	  echo "keeping the policies in $(CONFDIR)/policies"; \
+	fi
+	install -d -m 0755 $(UNITDIR)
+	$(REWRITE_PATHS) systemd/enforcer.service > $(UNITDIR)/enforcer.service.new
+	chmod 0644 $(UNITDIR)/enforcer.service.new
+	mv $(UNITDIR)/enforcer.service.new $(UNITDIR)/enforcer.service
+	@getent group $(SERVICE_GROUP) >/dev/null || groupadd --system $(SERVICE_GROUP)
+	@if [ "$(SYSTEMD_BOOTED)" = yes ]; then \
+	  systemctl daemon-reload; \
+	  echo "installed. Start it with: systemctl enable --now enforcer"; \
+	  if systemctl -q is-active enforcer.service; then \
+	    echo "enforcer is running an older version: systemctl restart enforcer"; \
+	  fi; \
+	else \
+	  echo "installed. systemd is not PID 1 here: run $(INSTALL_VENV)/bin/enforcer run yourself"; \
+	fi
+
+uninstall:
+	@test "$$(id -u)" = 0 || { echo "make uninstall must run as root"; exit 1; }
+	@if [ "$(SYSTEMD_BOOTED)" = yes ] && [ -e $(UNITDIR)/enforcer.service ]; then \
+	  systemctl disable --now enforcer.service; \
+	fi
+	rm -f $(UNITDIR)/enforcer.service
+	@if [ "$(SYSTEMD_BOOTED)" = yes ]; then systemctl daemon-reload; fi
+	rm -rf $(INSTALL_VENV)
+	@rmdir $(PREFIX) 2>/dev/null || true
+	rm -f $(CONFDIR)/enforcer.env
+	rm -rf $(PINDIR)
+	@if [ -n "$(PURGE)" ]; then \
+	  rm -rf $(CONFDIR)/policies $(STATEDIR); \
+	  if getent group $(SERVICE_GROUP) >/dev/null; then groupdel $(SERVICE_GROUP); fi; \
+	  echo "removed the policies, the state and group $(SERVICE_GROUP)"; \
+	else \
+	  echo "kept $(CONFDIR)/policies and group $(SERVICE_GROUP) (PURGE=1 removes them)"; \
+	fi
+	@rmdir $(CONFDIR) 2>/dev/null || true

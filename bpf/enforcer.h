@@ -7,10 +7,14 @@
 #define ENFORCER_H
 
 /* What one matching rule does to the exec. Mode is folded in by the compiler:
- * an enforce-mode kill rule is ACTION_KILL, everything else is ACTION_AUDIT. */
+ * an enforce-mode kill rule is ACTION_KILL, an enforce-mode deny rule
+ * ACTION_DENY, everything else ACTION_AUDIT. Deny makes execve fail with EPERM
+ * where the hook is an LSM one (BACKEND_LSM); the syscall hooks cannot fail an
+ * exec, so there they kill instead and count and report the hit as a kill. */
 enum action {
     ACTION_AUDIT = 1,
     ACTION_KILL = 2,
+    ACTION_DENY = 3,
 };
 
 /* Path bytes kept per exec; the LPM key holds the set id plus this. */
@@ -22,6 +26,9 @@ enum action {
 /* Most (policy, rule) pairs one lookup can hit. */
 #define MAX_HITS 8
 #define COMM_LEN 16
+/* Arguments reported with a rule hit: the first MAX_ARGS, each cut to ARG_LEN. */
+#define MAX_ARGS 6
+#define ARG_LEN 64
 
 #define MAX_CGROUPS 16384
 #define MAX_NAME_ENTRIES 65536
@@ -112,6 +119,8 @@ struct event {
     u16 action;
     char comm[COMM_LEN];
     char filename[PATH_LEN];
+    u32 argc;            /* slots of args filled */
+    char args[MAX_ARGS * ARG_LEN];  /* slot i at i * ARG_LEN, NUL-terminated */
 };
 
 #endif

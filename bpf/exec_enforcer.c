@@ -13,21 +13,43 @@
  * container's entrypoint therefore never runs before its policies apply.
  *
  * Build variants (-D, chosen by enforcer/kernel.py):
+ *   BACKEND_LSM       hook the bprm_check_security LSM instead of the syscalls:
+ *                     deny rules make execve fail with EPERM. Needs
+ *                     BPRM_FILENAME_OFFSET and BPRM_INTERP_OFFSET, taken from
+ *                     the running kernel's BTF (enforcer/btf.py)
  *   BACKEND_KPROBE    attach as kprobes on the syscalls instead of tracepoints
  *   USE_PERF_BUFFER   kernels without BPF ring buffers (< 5.8)
+ *   PIN_DIR           a bpffs directory (string) to keep the counters in
  */
 #include <uapi/linux/ptrace.h>
 #include "enforcer.h"
 
 #define SIGKILL 9
 #define SIGSTOP 19
+#define EPERM 1
+
+/* What the hook does to the exec once every hit is counted and reported. */
+#define VERDICT_KILL 1
+#define VERDICT_DENY 2
+
+#ifdef BACKEND_LSM
+/* The LSM hook finds the path in kernel memory (bprm->filename). */
+#define read_exec_path bpf_probe_read_kernel_str
+#else
+#define read_exec_path bpf_probe_read_user_str
+#endif
 
 BPF_HASH(cgroup_sets, u64, struct cgroup_value, MAX_CGROUPS);
 BPF_ARRAY(config, struct config_value, 1);
 BPF_HASH(rule_names, struct name_key, struct match_value, MAX_NAME_ENTRIES);
 BPF_F_TABLE("lpm_trie", struct path_key, struct match_value, rule_paths, MAX_PATH_ENTRIES,
             BPF_F_NO_PREALLOC);
+#ifdef PIN_DIR
+/* Pinned: the counts outlive the daemon, through restarts and crashes. */
+BPF_TABLE_PINNED("hash", struct counter_key, u64, counters, MAX_COUNTERS, PIN_DIR "/counters");
+#else
 BPF_HASH(counters, struct counter_key, u64, MAX_COUNTERS);
+#endif
 BPF_HASH(held, u32, struct held_exec, MAX_HELD);
 /* Every exec seen, and events the buffer had no room for. */
 BPF_PERCPU_ARRAY(exec_total, u64, 1);
@@ -71,8 +93,26 @@ static __always_inline void count_hit(u64 cgroup_id, const struct hit *hit)
     bump(value);
 }
 
+typedef const char __user *const __user *argv_t;
+
+/* The first arguments of the exec, for the event a person reads. */
+static __always_inline void copy_args(struct event *event, argv_t argv)
+{
+    event->argc = 0;
+    if (!argv)
+        return;
+#pragma unroll
+    for (int i = 0; i < MAX_ARGS; i++) {
+        const char __user *arg = 0;
+        if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) != 0 || !arg)
+            break;
+        bpf_probe_read_user_str(&event->args[i * ARG_LEN], ARG_LEN, arg);
+        event->argc = i + 1;
+    }
+}
+
 static __always_inline void submit(void *ctx, u64 cgroup_id, u32 kind,
-                                   const struct hit *hit, const char *path)
+                                   const struct hit *hit, const char *path, argv_t argv)
 {
     int zero = 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -97,6 +137,7 @@ static __always_inline void submit(void *ctx, u64 cgroup_id, u32 kind,
     event->action = hit ? hit->action : 0;
     bpf_get_current_comm(event->comm, sizeof(event->comm));
     bpf_probe_read_kernel_str(event->filename, sizeof(event->filename), path);
+    copy_args(event, argv);
 #ifdef USE_PERF_BUFFER
     if (events.perf_submit(ctx, event, sizeof(*event)) != 0)
         bump(event_drops.lookup(&zero));
@@ -121,25 +162,40 @@ static __always_inline int counted_by(const struct match_value *earlier, const s
     return 0;
 }
 
-/* Counts and reports every hit of one lookup not already seen in `earlier`;
- * returns 1 if any says kill. */
-static __always_inline int apply_hits(void *ctx, u64 cgroup_id, const struct match_value *match,
-                                      const struct match_value *earlier, const char *path)
+/* The verdict one hit asks for, and (for the counters and events) the action
+ * taken: only an LSM hook can make an exec fail, so elsewhere deny kills. */
+static __always_inline int take_action(struct hit *hit)
 {
-    int kill = 0;
+#ifndef BACKEND_LSM
+    if (hit->action == ACTION_DENY)
+        hit->action = ACTION_KILL;
+#endif
+    if (hit->action == ACTION_KILL)
+        return VERDICT_KILL;
+    if (hit->action == ACTION_DENY)
+        return VERDICT_DENY;
+    return 0;
+}
+
+/* Counts and reports every hit of one lookup not already seen in `earlier`;
+ * returns the VERDICT_ bits they ask for. */
+static __always_inline int apply_hits(void *ctx, u64 cgroup_id, const struct match_value *match,
+                                      const struct match_value *earlier, const char *path,
+                                      argv_t argv)
+{
+    int verdict = 0;
 #pragma unroll
     for (int i = 0; i < MAX_HITS; i++) {
         if (i >= match->count)
             break;
-        const struct hit *hit = &match->hits[i];
-        if (hit->action == ACTION_KILL)
-            kill = 1;
-        if (counted_by(earlier, hit))
+        struct hit hit = match->hits[i];
+        verdict |= take_action(&hit);
+        if (counted_by(earlier, &hit))
             continue;
-        count_hit(cgroup_id, hit);
-        submit(ctx, cgroup_id, EVENT_MATCH, hit, path);
+        count_hit(cgroup_id, &hit);
+        submit(ctx, cgroup_id, EVENT_MATCH, &hit, path, argv);
     }
-    return kill;
+    return verdict;
 }
 
 /* Keeps clang from dropping a bounds mask the verifier needs to see. */
@@ -184,7 +240,7 @@ static __always_inline int name_key_for(struct scratch *s, const char __user *fi
 {
     if (len < PATH_LEN)
         return take_basename(s, s->path.path, len, 255);
-    int full = bpf_probe_read_user_str(s->long_path, LONG_PATH_LEN, filename);
+    int full = read_exec_path(s->long_path, LONG_PATH_LEN, filename);
     if (full <= 0)
         return 0;
     return take_basename(s, s->long_path, full, LONG_PATH_LEN - 1);
@@ -214,7 +270,7 @@ static __always_inline void hold(void *ctx, u64 cgroup_id, struct scratch *s,
         int stop = 1;
         bump(signal_errors.lookup(&stop));
     }
-    submit(ctx, cgroup_id, EVENT_HELD, 0, s->path.path);
+    submit(ctx, cgroup_id, EVENT_HELD, 0, s->path.path, 0);
 }
 
 static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_value *cfg)
@@ -225,7 +281,9 @@ static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_va
     return cfg->host_set_id;
 }
 
-static __always_inline int on_exec(void *ctx, const char __user *filename)
+/* Decides one exec; returns the VERDICT_ bits, having already sent SIGKILL
+ * for VERDICT_KILL (only an LSM hook can act on VERDICT_DENY). */
+static __always_inline int on_exec(void *ctx, const char __user *filename, argv_t argv)
 {
     int zero = 0;
     bump(exec_total.lookup(&zero));
@@ -239,14 +297,14 @@ static __always_inline int on_exec(void *ctx, const char __user *filename)
     if (set_id == 0 && !cfg->trace_all)
         return 0;
 
-    int len = bpf_probe_read_user_str(s->path.path, PATH_LEN, filename);
+    int len = read_exec_path(s->path.path, PATH_LEN, filename);
     if (len <= 0)
         return 0;
     if (set_id == SET_PENDING) {
         hold(ctx, cgroup_id, s, filename, len);
         return 0;
     }
-    int kill = 0, matched = 0;
+    int verdict = 0, matched = 0;
     if (set_id != 0) {
         s->path.prefixlen = 32 + PATH_LEN * 8;
         s->path.set_id = set_id;
@@ -254,22 +312,22 @@ static __always_inline int on_exec(void *ctx, const char __user *filename)
         struct match_value *by_name = 0;
         if (by_path) {
             matched = 1;
-            kill |= apply_hits(ctx, cgroup_id, by_path, 0, s->path.path);
+            verdict |= apply_hits(ctx, cgroup_id, by_path, 0, s->path.path, argv);
         }
         if (name_key_for(s, filename, len)) {
             s->name.set_id = set_id;
             by_name = rule_names.lookup(&s->name);
             if (by_name) {
                 matched = 1;
-                kill |= apply_hits(ctx, cgroup_id, by_name, by_path, s->path.path);
+                verdict |= apply_hits(ctx, cgroup_id, by_name, by_path, s->path.path, argv);
             }
         }
     }
     if (cfg->trace_all && !matched)
-        submit(ctx, cgroup_id, EVENT_EXEC, 0, s->path.path);
-    if (kill && bpf_send_signal(SIGKILL) != 0)
+        submit(ctx, cgroup_id, EVENT_EXEC, 0, s->path.path, argv);
+    if ((verdict & VERDICT_KILL) && bpf_send_signal(SIGKILL) != 0)
         bump(signal_errors.lookup(&zero));
-    return 0;
+    return verdict;
 }
 
 /* cgroup v2 lifecycle: both creation and removal are reported; while the
@@ -293,7 +351,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
         cgroup_sets.insert(&cgroup_id, &pending);
     }
     submit(args, cgroup_id, EVENT_CGROUP_NEW, 0,
-           (const char *)args + (args->data_loc_path & 0xFFFF));
+           (const char *)args + (args->data_loc_path & 0xFFFF), 0);
     return 0;
 }
 
@@ -304,28 +362,52 @@ TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
     u64 cgroup_id = args->id;
     cgroup_sets.delete(&cgroup_id);
     submit(args, cgroup_id, EVENT_CGROUP_GONE, 0,
-           (const char *)args + (args->data_loc_path & 0xFFFF));
+           (const char *)args + (args->data_loc_path & 0xFFFF), 0);
     return 0;
 }
 
-#ifdef BACKEND_KPROBE
-int syscall__execve(struct pt_regs *ctx, const char __user *filename)
+#if defined(BACKEND_LSM)
+struct linux_binprm;
+
+/* Runs once per binary handler pass, before the point of no return: the new
+ * program is not loaded yet, and a non-zero return makes execve fail with it.
+ * bprm->filename is the path as passed to execve (execveat: /dev/fd/N/path).
+ * Both fields are read at offsets from the running kernel's BTF, never through
+ * headers that may belong to another kernel. */
+LSM_PROBE(bprm_check_security, struct linux_binprm *bprm)
 {
-    return on_exec(ctx, filename);
+    const char *filename = 0, *interp = 0;
+    bpf_probe_read_kernel(&filename, sizeof(filename), (char *)bprm + BPRM_FILENAME_OFFSET);
+    bpf_probe_read_kernel(&interp, sizeof(interp), (char *)bprm + BPRM_INTERP_OFFSET);
+    /* A #! script or binfmt_misc passes again for its interpreter, by then with
+     * interp set apart from filename: the syscall hooks see one exec, so do we. */
+    if (!filename || interp != filename)
+        return 0;
+    int verdict = on_exec(ctx, (const char __user *)filename, 0);
+    return verdict ? -EPERM : 0;
+}
+#elif defined(BACKEND_KPROBE)
+int syscall__execve(struct pt_regs *ctx, const char __user *filename, argv_t argv)
+{
+    on_exec(ctx, filename, argv);
+    return 0;
 }
 
-int syscall__execveat(struct pt_regs *ctx, int dirfd, const char __user *filename)
+int syscall__execveat(struct pt_regs *ctx, int dirfd, const char __user *filename, argv_t argv)
 {
-    return on_exec(ctx, filename);
+    on_exec(ctx, filename, argv);
+    return 0;
 }
 #else
 TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 {
-    return on_exec(args, (const char __user *)args->filename);
+    on_exec(args, (const char __user *)args->filename, (argv_t)args->argv);
+    return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 {
-    return on_exec(args, (const char __user *)args->filename);
+    on_exec(args, (const char __user *)args->filename, (argv_t)args->argv);
+    return 0;
 }
 #endif

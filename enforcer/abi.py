@@ -7,10 +7,28 @@ they match the header.
 
 from __future__ import annotations
 
+import sysconfig
 from enum import IntEnum
 from pathlib import Path
 
-BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+
+def _bpf_dir() -> Path:
+    """bpf/ of the source tree (an editable install), else the copy a wheel installed.
+
+    pyproject.toml ships bpf/ as data files: `<prefix>/share/enforcer/bpf`,
+    e.g. /opt/enforcer/venv/share/enforcer/bpf after `make install`.
+    """
+    candidates = (
+        Path(__file__).resolve().parent.parent / "bpf",
+        Path(sysconfig.get_path("data")) / "share" / "enforcer" / "bpf",
+    )
+    for candidate in candidates:
+        if (candidate / "enforcer.h").is_file():
+            return candidate
+    return candidates[0]
+
+
+BPF_DIR = _bpf_dir()
 HEADER = BPF_DIR / "enforcer.h"
 
 
@@ -19,6 +37,7 @@ class Action(IntEnum):
 
     AUDIT = 1
     KILL = 2
+    DENY = 3  # execve fails with EPERM (lsm backend); a kill elsewhere
 
 
 class EventKind(IntEnum):
@@ -36,6 +55,8 @@ NAME_LEN = 64
 LONG_PATH_LEN = 4096
 MAX_HITS = 8
 COMM_LEN = 16
+MAX_ARGS = 6
+ARG_LEN = 64
 MAX_CGROUPS = 16384
 MAX_NAME_ENTRIES = 65536
 MAX_PATH_ENTRIES = 65536

@@ -12,12 +12,14 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bcc import BPF
 
-from enforcer import abi
+from enforcer import abi, kernel
 from enforcer.abi import Action, EventKind
+from enforcer.btf import VMLINUX
 from enforcer.compiler import Hit, MapContents
 from enforcer.errors import BpfLoadError
 from enforcer.kernel import SYSCALLS, Backend
@@ -52,6 +54,7 @@ class KernelEvent:
     hit: Hit | None
     comm: str
     filename: str  # for cgroup events, the cgroup's path
+    argv: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,14 +78,27 @@ class LoadInfo:
 class ExecProgram:
     """The compiled, attached exec hook and its maps."""
 
-    def __init__(self, backend: Backend, *, ring_buffer: bool, trace_all: bool = False) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        ring_buffer: bool,
+        trace_all: bool = False,
+        pin_dir: Path | None = None,
+    ) -> None:
         cflags = [f"-I{abi.BPF_DIR}"]
+        if pin_dir is not None:
+            pin_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            cflags.append(f'-DPIN_DIR="{pin_dir}"')
         if backend is Backend.KPROBE:
             cflags.append("-DBACKEND_KPROBE")
+        if backend is Backend.LSM:
+            cflags += _lsm_cflags()
         if not ring_buffer:
             cflags.append("-DUSE_PERF_BUFFER")
         started = time.monotonic()
         try:
+            # Tracepoint and LSM (lsm__bprm_check_security) probes attach as they load.
             self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
             if backend is Backend.KPROBE:
                 for name in SYSCALLS:
@@ -91,8 +107,8 @@ class ExecProgram:
         except Exception as e:  # bcc raises bare Exception for compile, load and attach
             raise BpfLoadError(
                 f"cannot load {SOURCE.name} with the {backend} backend: {e}. Check that kernel "
-                "headers are installed (`make setup`) and run `enforcer run --backend tracepoint` "
-                "if kprobes are the problem."
+                "headers are installed (`make setup`), run `enforcer doctor`, and try another "
+                "backend with `enforcer run --backend kprobe` or `--backend tracepoint`."
             ) from e
         self.info = LoadInfo(
             backend=backend,
@@ -115,7 +131,7 @@ class ExecProgram:
         for fn in self._bpf.funcs.values():
             info = _BpfProgInfo()
             size = ctypes.c_uint32(ctypes.sizeof(info))
-            if _libbcc_prog_info(fn.fd, info, size) == 0:
+            if _libbcc_obj_info(fn.fd, info, size) == 0:
                 ids.append(info.id)
         return tuple(ids)
 
@@ -147,6 +163,12 @@ class ExecProgram:
         cgroup is switched to its new set, then the old bank's entries go.
         Each exec sees the old policy set or the new one, whole.
         """
+        if self.info.backend is not Backend.LSM and _has_deny(maps):
+            log.warning(
+                "deny rules kill instead on the %s backend: only the lsm backend can make an "
+                "exec fail (run `enforcer doctor` to see why it is not used)",
+                self.info.backend,
+            )
         bank = 1 - self._bank
         base = BANK_BASES[bank]
         old_names = self._keys_in_bank("rule_names", self._bank)
@@ -245,6 +267,16 @@ class ExecProgram:
             for k, v in self._table("counters").items()
         }
 
+    def counters_map_id(self) -> int:
+        """The kernel's id of the counters map: the same map, pinned, keeps its id."""
+        info = _BpfMapInfo()
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        _libbcc_obj_info(self._table("counters").get_fd(), info, size)
+        return int(info.id)
+
+    def reset_counters(self) -> None:
+        self._table("counters").clear()
+
     def entry_counts(self) -> dict[str, int]:
         """How many entries each policy map holds now."""
         return {
@@ -269,7 +301,12 @@ class ExecProgram:
         # No reference to `table` in here: bcc's cleanup must be able to free
         # it at once, while its map is still open.
         def on_raw(_cpu: Any, data: Any, _size: Any) -> None:
-            handler(_decode_event(self._table("events").event(data)))
+            try:
+                event = _decode_event(self._table("events").event(data))
+            except (ValueError, TypeError):  # bcc would swallow it: say it here
+                log.exception("undecodable event from the kernel")
+                return
+            handler(event)
 
         if self.info.ring_buffer:
             table.open_ring_buffer(on_raw)
@@ -286,6 +323,30 @@ class ExecProgram:
     def close(self) -> None:
         """Detaches and unloads; the kernel forgets the maps with the last fd."""
         self._bpf.cleanup()
+
+
+def _lsm_cflags() -> list[str]:
+    layout = kernel.bprm_layout()
+    if layout is None:
+        raise BpfLoadError(
+            "the lsm backend reads struct linux_binprm at offsets from the kernel's BTF, and "
+            f"{VMLINUX} is missing or does not describe it; use --backend kprobe or "
+            "tracepoint"
+        )
+    return [
+        "-DBACKEND_LSM",
+        f"-DBPRM_FILENAME_OFFSET={layout.filename}",
+        f"-DBPRM_INTERP_OFFSET={layout.interp}",
+    ]
+
+
+def _has_deny(maps: MapContents) -> bool:
+    return any(
+        hit.action is Action.DENY
+        for table in (maps.names, maps.paths)
+        for hits in table.values()
+        for hit in hits
+    )
 
 
 def _in_bank(base: int, set_id: int) -> int:
@@ -330,7 +391,23 @@ def _decode_event(raw: Any) -> KernelEvent:
         hit=hit,
         comm=raw.comm.decode(errors="replace"),
         filename=raw.filename.decode(errors="replace"),
+        argv=_decode_args(raw),
     )
+
+
+def _decode_args(raw: Any) -> tuple[str, ...]:
+    # ctypes cuts a char array at its first NUL: read the slots' raw bytes.
+    field = type(raw).args
+    slots = ctypes.string_at(ctypes.addressof(raw) + field.offset, field.size)
+    return tuple(
+        slots[i * abi.ARG_LEN : (i + 1) * abi.ARG_LEN].split(b"\0", 1)[0].decode(errors="replace")
+        for i in range(min(raw.argc, abi.MAX_ARGS))
+    )
+
+
+class _BpfMapInfo(ctypes.Structure):
+    # The head of struct bpf_map_info (uapi/linux/bpf.h): enough for the id.
+    _fields_ = (("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("rest", ctypes.c_uint8 * 200))
 
 
 class _BpfProgInfo(ctypes.Structure):
@@ -338,7 +415,7 @@ class _BpfProgInfo(ctypes.Structure):
     _fields_ = (("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("rest", ctypes.c_uint8 * 200))
 
 
-def _libbcc_prog_info(fd: int, info: _BpfProgInfo, size: ctypes.c_uint32) -> int:
+def _libbcc_obj_info(fd: int, info: ctypes.Structure, size: ctypes.c_uint32) -> int:
     from bcc.libbcc import lib  # noqa: PLC0415  (part of the one bcc import site)
 
     return int(lib.bpf_obj_get_info(fd, ctypes.byref(info), ctypes.byref(size)))

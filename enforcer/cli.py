@@ -12,11 +12,12 @@ from typing import Any
 import click
 
 from enforcer import logs, table
-from enforcer.control import DEFAULT_SOCKET, request
+from enforcer.control import DEFAULT_SOCKET, request, stream
 from enforcer.errors import EnforcerError
 from enforcer.kernel import Backend
 from enforcer.policy.loader import load_policies
 
+WATCH_INTERVAL_S = 1.0
 BACKENDS = click.Choice([b.value for b in Backend])
 socket_option = click.option(
     "--socket", "socket_path", type=click.Path(path_type=Path), default=DEFAULT_SOCKET,
@@ -25,7 +26,7 @@ socket_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 backend_option = click.option(
     "--backend", type=BACKENDS, default="auto", show_default=True,
-    help="How to hook exec: kprobes, syscall tracepoints, or the best this kernel has.",
+    help="How to hook exec: BPF LSM, kprobes, syscall tracepoints, or the best this kernel has.",
 )  # fmt: skip
 
 
@@ -45,7 +46,33 @@ def main(log_json: bool, verbose: bool) -> None:
 )  # fmt: skip
 @backend_option
 @socket_option
-def run(policy_paths: tuple[Path, ...], backend: str, socket_path: Path) -> None:
+@click.option(
+    "--pin-dir", type=click.Path(path_type=Path), default=Path("/sys/fs/bpf/enforcer"),
+    show_default=True, help="bpffs directory where the counters are kept across restarts.",
+)  # fmt: skip
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=Path("/var/lib/enforcer"),
+    show_default=True, help="Where the names behind the kept counters are saved.",
+)  # fmt: skip
+@click.option(
+    "--metrics",
+    metavar="ADDR",
+    help="Serve Prometheus metrics on ADDR (host:port); off by default.",
+)
+@click.option(
+    "--event-log", metavar="TARGET",
+    help="Also write each denial as a JSON line to TARGET: a file, 'journal' or 'stderr'.",
+)  # fmt: skip
+def run(
+    *,
+    policy_paths: tuple[Path, ...],
+    backend: str,
+    socket_path: Path,
+    pin_dir: Path,
+    state_dir: Path,
+    metrics: str | None,
+    event_log: str | None,
+) -> None:
     """Run the enforcer in the foreground until SIGTERM or Ctrl-C (SIGHUP reloads)."""
     from enforcer.daemon import Daemon, DaemonOptions  # noqa: PLC0415
 
@@ -54,6 +81,10 @@ def run(policy_paths: tuple[Path, ...], backend: str, socket_path: Path) -> None
         backend=Backend(backend),
         socket_path=socket_path,
         watch=policy_paths,
+        pin_dir=pin_dir,
+        state_dir=state_dir,
+        metrics=metrics,
+        event_log=event_log,
     )
     _exit_on_error(lambda: Daemon(options).run())
 
@@ -74,15 +105,67 @@ def check(paths: tuple[Path, ...]) -> None:
 
 @main.command()
 @json_option
+@click.option("--watch", is_flag=True, help="Refresh once a second until Ctrl-C.")
 @socket_option
-def stats(as_json: bool, socket_path: Path) -> None:
+def stats(as_json: bool, watch: bool, socket_path: Path) -> None:
     """Blocked and audited counts per policy, rule, container and program."""
-    result = _ask(socket_path, "stats")
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
+    while True:
+        result = _ask(socket_path, "stats")
+        if as_json:
+            click.echo(json.dumps(result, indent=None if watch else 2))
+        else:
+            if watch:
+                click.clear()
+                click.echo(f"{time.strftime('%H:%M:%S')}  (Ctrl-C to stop)")
+            rows = list(_stat_rows(result["policies"]))
+            headers = ["POLICY", "RULE", "CONTAINER", "PROGRAM", "BLOCKED", "AUDITED"]
+            click.echo(table.render(headers, rows))
+        if not watch:
+            return
+        try:
+            time.sleep(WATCH_INTERVAL_S)
+        except KeyboardInterrupt:
+            return
+
+
+@main.command()
+@click.option("--follow", "-f", is_flag=True, help="Keep printing denials as they happen.")
+@json_option
+@socket_option
+def events(follow: bool, as_json: bool, socket_path: Path) -> None:
+    """Denials: time, policy, rule, container, pid, program and arguments."""
+    if not as_json:
+        click.echo(EVENT_HEADER)
+    try:
+        if follow:
+            for denial in stream(socket_path, "events", follow=True):
+                _print_event(denial, as_json)
+        else:
+            for denial in _ask(socket_path, "events")["events"]:
+                _print_event(denial, as_json)
+    except EnforcerError as e:
+        click.echo(f"enforcer: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
         return
-    rows = list(_stat_rows(result["policies"]))
-    click.echo(table.render(["POLICY", "RULE", "CONTAINER", "PROGRAM", "BLOCKED", "AUDITED"], rows))
+
+
+EVENT_HEADER = (
+    f"{'TIME':19}  {'ACTION':7}  {'POLICY/RULE':28}  {'CONTAINER':26}  {'PID':>7}  PROGRAM"
+)
+
+
+def _print_event(denial: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(denial))
+        return
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(denial["time"]))
+    where = _container_label(denial["container_id"], denial["container_name"])
+    argv = " ".join(denial["argv"][1:])
+    click.echo(
+        f"{when:19}  {denial['action']:7}  {denial['policy'] + '/' + denial['rule']:28}  "
+        f"{where:26}  {denial['pid']:>7}  {denial['filename']} {argv}".rstrip()
+    )
 
 
 def _stat_rows(policies: list[dict[str, Any]]) -> Iterator[list[object]]:
@@ -167,6 +250,43 @@ def trace(backend: str) -> None:
     _exit_on_error(lambda: trace_execs(Backend(backend)))
 
 
+@main.command()
+@json_option
+def doctor(as_json: bool) -> None:
+    """What this kernel offers, the backend enforcer would use and why; exit 0 if it can enforce."""
+    from enforcer.doctor import examine  # noqa: PLC0415
+
+    diagnosis = examine()
+    if as_json:
+        click.echo(json.dumps(diagnosis.to_json(), indent=2))
+    else:
+        _print_diagnosis(diagnosis)
+    sys.exit(0 if diagnosis.enforcement_possible else 1)
+
+
+def _print_diagnosis(diagnosis: Any) -> None:
+    click.echo(f"kernel {diagnosis.release}")
+    rows = [[c.name, c.label if c.ok else c.label.upper(), c.seen] for c in diagnosis.checks]
+    click.echo(table.render(["CHECK", "STATE", "SEEN"], rows))
+    click.echo("\nbackends, best first:")
+    for verdict in diagnosis.backends:
+        state = "usable" if verdict.usable else "no: " + "; ".join(verdict.problems)
+        click.echo(f"  {verdict.backend:<10}  {state}")
+    missing = [c for c in diagnosis.checks if not c.ok]
+    if missing:
+        click.echo("\nwhat is missing, what it costs, and the fix:")
+    for check in missing:
+        click.echo(f"  {check.name}: {check.consequence}")
+        click.echo(f"    fix: {check.fix}")
+    click.echo("")
+    if not diagnosis.root:
+        click.echo("backend: unknown until run as root")
+    elif diagnosis.choice is None:
+        click.echo("backend: none; enforcer cannot enforce on this kernel")
+    else:
+        click.echo(f"backend: {diagnosis.choice.backend} ({diagnosis.choice.reason})")
+
+
 def _ask(socket_path: Path, command: str) -> Any:
     try:
         return request(socket_path, command)
@@ -184,7 +304,3 @@ def _exit_on_error(action: Any) -> None:
     except KeyboardInterrupt:
         code = 0
     sys.exit(code or 0)
-
-
-def _now() -> str:
-    return time.strftime("%H:%M:%S")

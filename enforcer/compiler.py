@@ -91,6 +91,18 @@ class Numbering(Generic[K]):
     def key(self, number: int) -> K | None:
         return self._keys.get(number)
 
+    def items(self) -> list[tuple[K, int]]:
+        return list(self._numbers.items())
+
+    def restore(self, items: Iterable[tuple[K, int]]) -> None:
+        """Takes back numbers handed out earlier (by a previous run of the daemon)."""
+        for key, number in items:
+            self._numbers[key] = number
+            self._keys[number] = key
+
+    def __len__(self) -> int:
+        return len(self._numbers)
+
 
 @dataclass
 class Ids:
@@ -344,12 +356,18 @@ def _add_policy(
 ) -> None:
     policy_id = ids.policies.number(policy.name)
     for rule in policy.spec.rules:
-        kills = policy.spec.mode is Mode.ENFORCE and rule.action is RuleAction.KILL
-        action = Action.KILL if kills else Action.AUDIT
+        action = _action(policy.spec.mode, rule.action)
         rule_id = ids.rules.number((policy.name, rule.name))
         for target, table, key in _targets(rule.match.names, rule.match.paths, rule.match.dirs):
             hit = Hit(policy_id, rule_id, ids.targets.number(target), action)
             (names if table == "names" else paths)[(set_id, key)].append(hit)
+
+
+def _action(mode: Mode, action: RuleAction) -> Action:
+    """A rule's action with its policy's mode folded in: audit mode only audits."""
+    if mode is not Mode.ENFORCE or action is RuleAction.AUDIT:
+        return Action.AUDIT
+    return Action.DENY if action is RuleAction.DENY else Action.KILL
 
 
 def _targets(

@@ -13,7 +13,7 @@ import os
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,25 @@ class _RequestHandler(socketserver.StreamRequestHandler):
         try:
             request = json.loads(line)
             command = str(request.pop("command"))
-            reply: dict[str, object] = {
-                "ok": True,
-                "result": self.server.handle_command(command, request),
-            }
+            result = self.server.handle_command(command, request)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            reply = {"ok": False, "error": f"malformed request: {e}"}
+            self._send({"ok": False, "error": f"malformed request: {e}"})
+            return
         except EnforcerError as e:
-            reply = {"ok": False, "error": str(e)}
+            self._send({"ok": False, "error": str(e)})
+            return
+        if not isinstance(result, Iterator):
+            self._send({"ok": True, "result": result})
+            return
+        try:  # a stream: one reply per item until the client goes away
+            for item in result:
+                self._send({"ok": True, "result": item})
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    def _send(self, reply: dict[str, object]) -> None:
         self.wfile.write(json.dumps(reply).encode() + b"\n")
+        self.wfile.flush()
 
 
 class ControlServer:
@@ -96,12 +106,22 @@ def _restrict(path: Path) -> None:
 
 def request(path: Path, command: str, **arguments: object) -> Any:
     """Sends one command to the daemon and returns its result."""
+    for result in stream(path, command, timeout=CLIENT_TIMEOUT_SECONDS, **arguments):
+        return result
+    raise DaemonUnavailableError(f"the daemon on {path} hung up without answering '{command}'")
+
+
+def stream(
+    path: Path, command: str, timeout: float | None = None, **arguments: object
+) -> Iterator[Any]:
+    """Sends one command and yields each result the daemon sends back, until it hangs up."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(CLIENT_TIMEOUT_SECONDS)
+            conn.settimeout(timeout)
             conn.connect(str(path))
             conn.sendall(json.dumps({"command": command, **arguments}).encode() + b"\n")
-            reply = json.loads(conn.makefile("rb").readline())
+            for line in conn.makefile("rb"):
+                yield _result(json.loads(line), command)
     except PermissionError as e:
         raise DaemonUnavailableError(
             f"permission denied on {path}: only root and members of group '{CONTROL_GROUP}' "
@@ -114,6 +134,9 @@ def request(path: Path, command: str, **arguments: object) -> Any:
         ) from e
     except (OSError, ValueError) as e:
         raise DaemonUnavailableError(f"no valid answer from the daemon on {path}: {e}") from e
+
+
+def _result(reply: dict[str, Any], command: str) -> Any:
     if not reply.get("ok"):
         raise DaemonUnavailableError(f"the daemon refused '{command}': {reply.get('error')}")
     return reply["result"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import signal
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -18,14 +20,19 @@ from typing import Any, TextIO
 
 from enforcer import kernel
 from enforcer.abi import EventKind
+from enforcer.compiler import Ids
 from enforcer.containers.inventory import discover, identify
 from enforcer.containers.netns import named_netns
 from enforcer.control import ControlServer, UnknownCommandError
 from enforcer.engine import Denial, Engine
+from enforcer.eventlog import EventLog, EventLogError, open_event_log
 from enforcer.kernel import Backend, BackendChoice
 from enforcer.lifecycle import Lifecycle
+from enforcer.metrics import serve as serve_metrics
+from enforcer.notify import Notifier
 from enforcer.policy.loader import LoadResult
 from enforcer.policy.watch import PolicyWatcher
+from enforcer.state import load_ids, save_ids
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,8 @@ log = logging.getLogger(__name__)
 # request that arrived between two waits.
 POLL_TIMEOUT_MS = 250
 FOLLOW_LOCK = Path("/run/enforcer/follow.lock")
+# How often a follower of events checks whether the daemon is stopping.
+FOLLOW_WAKEUP_S = 0.5
 
 
 @dataclass
@@ -49,6 +58,13 @@ class DaemonOptions:
     follow_new_cgroups: bool = True
     # Policy files and directories to watch: a change there is a reload.
     watch: Sequence[Path] = ()
+    # Where counters are pinned (bpffs) and their ids saved, so that counts
+    # outlive the daemon; None for the tools, which count only while they run.
+    pin_dir: Path | None = None
+    state_dir: Path | None = None
+    # `--metrics ADDR` (host:port) and `--event-log TARGET` (file, journal, stderr).
+    metrics: str | None = None
+    event_log: str | None = None
 
 
 @dataclass
@@ -64,6 +80,8 @@ class Daemon:
         self.choice: BackendChoice | None = None
         self.engine: Engine | None = None
         self.lifecycle: Lifecycle | None = None
+        self.event_log: EventLog | None = None
+        self._notify = Notifier.from_environment()
 
     def run(self) -> int:
         kernel.require_root()
@@ -74,49 +92,108 @@ class Daemon:
         from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
 
         program = ExecProgram(
-            self.choice.backend, ring_buffer=facts.ring_buffer, trace_all=self.options.trace_all
+            self.choice.backend,
+            ring_buffer=facts.ring_buffer,
+            trace_all=self.options.trace_all,
+            pin_dir=self.options.pin_dir,
         )
         log.info("BPF program compiled and loaded in %.2f s", program.info.compile_seconds)
-        server: ControlServer | None = None
-        watcher: PolicyWatcher | None = None
-        try:
-            self.engine = engine = Engine(program, self.options.load, discover, named_netns)
-            self.lifecycle = Lifecycle(engine, program, identify, self._log_denials)
-            # Before discovery: a cgroup made after it is caught as pending.
-            follow_lock = _follow_lock() if self.options.follow_new_cgroups else None
-            program.hold_new_cgroups(follow_lock is not None)
-            engine.reload()
-            if self.options.watch:
-                watcher = PolicyWatcher(self.options.watch, lambda: engine.reload(rediscover=False))
-                watcher.start()
-            program.open_events(self._on_kernel_event)
-            if self.options.socket_path is not None:
-                server = ControlServer(self.options.socket_path, self.handle_command)
-                server.start()
+        with ExitStack() as running:
+            running.callback(program.close)
+            engine = self._start_engine(program, running)
+            self._start_services(engine, running)
             self._install_signal_handlers()
             log.info("enforcing")
+            self._notify.ready(self._summary(engine))
             if self.options.on_ready:
                 self.options.on_ready(engine)
             self._loop(program, engine)
-        finally:
-            if watcher is not None:
-                watcher.close()
-            if server is not None:
-                server.close()
-            program.hold_new_cgroups(False)
-            if self.lifecycle is not None:
-                self._log_denials(self.lifecycle.close())
-            program.close()
+            self._notify.stopping()
         log.info("stopped")
         return 0
 
+    def _start_engine(self, program: Any, running: ExitStack) -> Engine:
+        ids, save_ids = self._persisted_ids(program)
+        self.engine = engine = Engine(
+            program, self.options.load, discover, named_netns, ids=ids, save_ids=save_ids
+        )
+        self.lifecycle = lifecycle = Lifecycle(engine, program, identify, self._log_denials)
+        running.callback(lambda: self._log_denials(lifecycle.close()))
+        running.callback(program.hold_new_cgroups, False)
+        # Before discovery: a cgroup made after it is caught as pending.
+        if self.options.follow_new_cgroups and (lock := _follow_lock()) is not None:
+            running.callback(lock.close)
+            program.hold_new_cgroups(True)
+        engine.reload()
+        program.open_events(self._on_kernel_event)
+        return engine
+
+    def _start_services(self, engine: Engine, running: ExitStack) -> None:
+        """The event log, the policy watcher, the control socket and the metrics endpoint."""
+        options = self.options
+        if options.event_log:
+            self.event_log = running.enter_context(closing(open_event_log(options.event_log)))
+        if options.watch:
+            watcher = PolicyWatcher(options.watch, lambda: self._reload(rediscover=False))
+            watcher.start()
+            running.callback(watcher.close)
+        if options.socket_path is not None:
+            server = ControlServer(options.socket_path, self.handle_command)
+            server.start()
+            running.callback(server.close)
+        if options.metrics:
+            metrics = serve_metrics(options.metrics, engine)
+            log.info("metrics on %s", metrics.url)
+            running.callback(metrics.close)
+
+    def _reload(self, rediscover: bool) -> None:
+        engine = self.engine
+        assert engine is not None
+        self._notify.reloading()
+        engine.reload(rediscover=rediscover)
+        self._notify.ready(self._summary(engine))
+
+    def _summary(self, engine: Engine) -> str:
+        problems = f", {len(engine.problems)} policy problems" if engine.problems else ""
+        counts = f"{len(engine.policies)} policies on {len(engine.containers)} containers"
+        return f"enforcing {counts}{problems}"
+
+    def _persisted_ids(self, program: Any) -> tuple[Ids | None, Callable[[Ids], None] | None]:
+        """The ids of the pinned counters, from the last run; counters reset if unknown."""
+        state_dir = self.options.state_dir
+        if self.options.pin_dir is None or state_dir is None:
+            return None, None
+        map_id = program.counters_map_id()
+        ids = load_ids(state_dir, map_id)
+        if ids is None:
+            program.reset_counters()  # counts under ids no one can name any more
+        else:
+            log.info("counters kept from the previous run (map %d)", map_id)
+        return ids, lambda current: save_ids(state_dir, current, map_id)
+
     def _loop(self, program: Any, engine: Engine) -> None:
+        keepalive = self._notify.watchdog_interval()
+        last_keepalive = time.monotonic()
         while not self._flags.stop:
             program.poll_events(POLL_TIMEOUT_MS)
             if self._flags.reload:
                 self._flags.reload = False
                 log.info("reloading policies and containers")
-                engine.reload()
+                self._reopen_event_log()
+                self._reload(rediscover=True)
+            # The loop turning is what the watchdog vouches for.
+            if keepalive is not None and time.monotonic() - last_keepalive >= keepalive:
+                self._notify.watchdog()
+                last_keepalive = time.monotonic()
+
+    def _reopen_event_log(self) -> None:
+        """After logrotate moved it; on failure the old file goes on being written."""
+        if self.event_log is None:
+            return
+        try:
+            self.event_log.reopen()
+        except EventLogError as e:
+            log.error("%s", e)
 
     def _install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: FrameType | None) -> None:
@@ -154,10 +231,20 @@ class Daemon:
     def _log_denials(self, denials: list[Denial]) -> None:
         for denial in denials:
             log.warning("%s", denial, extra={"denial": denial.to_json()})
+            if self.event_log is not None:
+                self.event_log.write(denial.to_json())
             if self.options.on_denial is not None:
                 self.options.on_denial(denial)
 
-    def handle_command(self, command: str, _arguments: dict[str, Any]) -> object:
+    def _follow_events(self, engine: Engine) -> Iterator[dict[str, object]]:
+        """Every recent denial, then each new one as it happens, until the daemon stops."""
+        seen = 0
+        while not self._flags.stop:
+            fresh, seen = engine.denials_after(seen, timeout=FOLLOW_WAKEUP_S)
+            for denial in fresh:
+                yield denial.to_json()
+
+    def handle_command(self, command: str, arguments: dict[str, Any]) -> object:
         """Answers one control-socket request (runs on the socket's thread)."""
         engine, choice = self.engine, self.choice
         assert engine is not None and choice is not None
@@ -168,6 +255,8 @@ class Daemon:
         if command == "containers":
             return {"containers": engine.containers_report()}
         if command == "events":
+            if arguments.get("follow"):
+                return self._follow_events(engine)
             return {"events": [d.to_json() for d in engine.recent]}
         if command == "reload":
             self._flags.reload = True

@@ -9,6 +9,7 @@ path or directory), then the basename entry, counting each (policy, rule) once.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from enforcer import abi
 from enforcer.abi import Action
@@ -17,13 +18,18 @@ from enforcer.policy.model import ExecPolicy
 
 
 def decide(maps: MapContents, set_id: int, filename: str, name: str) -> tuple[Hit, ...]:
-    """The hits the kernel would have reported, path hits first."""
+    """The hits the kernel would have reported, path hits first.
+
+    A held exec is already past the hook, so a deny rule can only kill it:
+    its hits say kill, as the syscall hooks' do.
+    """
     if set_id == abi.NO_SET:
         return ()
     by_path = _longest_path_entry(maps, set_id, filename)
     by_name = maps.names.get((set_id, name), ()) if name else ()
     counted = {(h.policy_id, h.rule_id) for h in by_path}
-    return by_path + tuple(h for h in by_name if (h.policy_id, h.rule_id) not in counted)
+    hits = by_path + tuple(h for h in by_name if (h.policy_id, h.rule_id) not in counted)
+    return tuple(replace(h, action=Action.KILL) if h.action is Action.DENY else h for h in hits)
 
 
 def kills(hits: tuple[Hit, ...]) -> bool:

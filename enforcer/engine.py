@@ -56,12 +56,15 @@ class Denial:
     comm: str
     filename: str
     target: str
+    argv: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
 
     def __str__(self) -> str:
-        verb = "killed" if self.action == Action.KILL.name.lower() else "audited"
+        verb = {Action.KILL.name.lower(): "killed", Action.DENY.name.lower(): "denied"}.get(
+            self.action, "audited"
+        )
         where = HOST if self.container_id == HOST else f"container {self.container_id[:12]}"
         return (
             f"{verb} {self.filename} (pid {self.pid}, comm {self.comm}) in {where}: "
@@ -78,13 +81,17 @@ class Engine:
         load: Callable[[], LoadResult],
         discover: Callable[[], list[Container]],
         named_netns: Callable[[], Mapping[str, int]],
+        *,
+        ids: Ids | None = None,
+        save_ids: Callable[[Ids], None] | None = None,
     ) -> None:
         self._program = program
         self._load = load
         self._discover = discover
         self._named_netns = named_netns
         self._lock = threading.Lock()
-        self._ids = Ids()
+        self._ids = ids if ids is not None else Ids()
+        self._save_ids = save_ids
         self.policies: tuple[LoadedPolicy, ...] = ()
         self.problems: tuple[PolicyProblem, ...] = ()
         self.containers: list[Container] = []
@@ -95,6 +102,8 @@ class Engine:
         self._placed: dict[int, int | None] = {}
         self.any_rule = AnyRule(())
         self.recent: deque[Denial] = deque(maxlen=RECENT_EVENTS)
+        self._denials_seen = 0  # how many denials were ever recorded
+        self._new_denial = threading.Condition()
         self.started = time.time()
 
     def reload(self, rediscover: bool = True) -> bool:
@@ -133,9 +142,12 @@ class Engine:
             self._enforce(self.policies, self._discover())
 
     def _enforce(self, policies: tuple[LoadedPolicy, ...], containers: list[Container]) -> None:
+        known = _id_count(self._ids)
         compiled = compile_policies(
             [p.policy for p in policies], containers, self._ids, self._netns(policies)
         )
+        if self._save_ids is not None and _id_count(self._ids) != known:
+            self._save_ids(self._ids)  # before the kernel counts with the new ids
         self._program.apply(compiled.maps)
         self.policies, self.containers, self.compiled = policies, containers, compiled
         self.any_rule = AnyRule(p.policy for p in policies)
@@ -250,10 +262,19 @@ class Engine:
             uid=event.uid,
             comm=event.comm,
             filename=event.filename,
+            argv=event.argv,
         )
 
     def record(
-        self, hit: Hit, *, cgroup_id: int, pid: int, uid: int, comm: str, filename: str
+        self,
+        hit: Hit,
+        *,
+        cgroup_id: int,
+        pid: int,
+        uid: int,
+        comm: str,
+        filename: str,
+        argv: tuple[str, ...] = (),
     ) -> Denial:
         """Names one hit (from the kernel, or decided for a held exec) and keeps it."""
         with self._lock:
@@ -272,9 +293,20 @@ class Engine:
             comm=comm,
             filename=filename,
             target=str(name.target),
+            argv=argv,
         )
-        self.recent.append(denial)
+        with self._new_denial:
+            self.recent.append(denial)
+            self._denials_seen += 1
+            self._new_denial.notify_all()
         return denial
+
+    def denials_after(self, seen: int, timeout: float) -> tuple[list[Denial], int]:
+        """The denials recorded after the first `seen`, waiting up to `timeout` for one."""
+        with self._new_denial:
+            self._new_denial.wait_for(lambda: self._denials_seen > seen, timeout)
+            fresh = min(self._denials_seen - seen, len(self.recent))
+            return list(self.recent)[len(self.recent) - fresh :], self._denials_seen
 
     def stats(self) -> dict[str, object]:
         """Blocked and audited counts per policy, rule, container and program."""
@@ -306,6 +338,16 @@ class Engine:
             }
             for c in containers
         ]
+
+    def policy_states(self) -> dict[str, int]:
+        """Policies in force as written, in force in their last good version, files refused."""
+        with self._lock:
+            bad = {problem.file for problem in self.problems}
+            stale = sum(1 for p in self.policies if p.source in bad or p.source.parent in bad)
+            return {"ok": len(self.policies) - stale, "stale": stale, "error": len(bad)}
+
+    def event_drops(self) -> int:
+        return self._program.event_drops()
 
     def _policy_names(self) -> list[str]:
         return [p.policy.name for p in self.policies]
@@ -352,3 +394,7 @@ def _policy_status(
         ],
         "unresolved": list(selection.unresolved) if selection else [],
     }
+
+
+def _id_count(ids: Ids) -> int:
+    return len(ids.policies) + len(ids.rules) + len(ids.targets)

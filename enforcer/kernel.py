@@ -1,20 +1,33 @@
 """What the running kernel offers, and the attach backend chosen from it.
 
-Probing reads files only (tracefs, /proc), so it needs no bcc and runs before
-bcc is imported: bcc fixes its tracefs path at import time, which is why the
-mounts are made here first.
+Probing needs no bcc and runs before bcc is imported: bcc fixes its tracefs
+path at import time, which is why the mounts are made here first. It reads
+files (tracefs, securityfs, /proc, the kernel's BTF) and makes one system call
+of its own: it loads and attaches an empty BPF LSM program, because a kernel
+may list `bpf` among its LSMs and still refuse every LSM program.
+
+Backends, best first:
+- `lsm`: `bprm_check_security`, before anything of the new program runs; a
+  `deny` rule makes execve fail with EPERM. Reads `struct linux_binprm` at
+  offsets from the kernel's BTF, never from headers that may not match.
+- `kprobe`: the execve and execveat syscall functions.
+- `tracepoint`: the syscalls' entry tracepoints.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import os
 import platform
+import re
 import subprocess
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from enforcer.btf import VMLINUX, Btf, BtfError, Kind
 from enforcer.errors import KernelSupportError
 
 log = logging.getLogger(__name__)
@@ -22,15 +35,50 @@ log = logging.getLogger(__name__)
 DEBUGFS = Path("/sys/kernel/debug")
 TRACEFS = Path("/sys/kernel/tracing")
 BPFFS = Path("/sys/fs/bpf")
+SECURITYFS = Path("/sys/kernel/security")
+MODULES = Path("/lib/modules")
+KHEADERS = Path("/sys/kernel/kheaders.tar.xz")
 SYSCALLS = ("execve", "execveat")
+LSM_HOOK = "bprm_check_security"
+# bpf_send_signal_thread, which holds a new container's execs, came in 5.5.
+SEND_SIGNAL_VERSION = (5, 5)
+RING_BUFFER_VERSION = (5, 8)
 
 
 class Backend(StrEnum):
     """How the exec hook is attached; `AUTO` lets `choose_backend` decide."""
 
     AUTO = "auto"
+    LSM = "lsm"
     KPROBE = "kprobe"
     TRACEPOINT = "tracepoint"
+
+
+# What `AUTO` tries, best first.
+PREFERENCE = (Backend.LSM, Backend.KPROBE, Backend.TRACEPOINT)
+
+
+class HeadersState(StrEnum):
+    MATCHING = "matching"
+    MISMATCHED = "mismatched"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Headers:
+    """The kernel headers bcc compiles against: /lib/modules/$(uname -r)/build."""
+
+    state: HeadersState
+    path: str  # where bcc finds them ("" when missing)
+    release: str  # the kernel they were made for ("" when unknown)
+
+
+@dataclass(frozen=True)
+class BprmLayout:
+    """Byte offsets in `struct linux_binprm`, from the running kernel's BTF."""
+
+    filename: int
+    interp: int
 
 
 @dataclass(frozen=True)
@@ -39,6 +87,20 @@ class KernelFacts:
     kprobes: bool
     syscall_tracepoints: bool
     ring_buffer: bool
+    root: bool = True
+    btf: bool = False
+    cgroup_tracepoints: bool = True
+    send_signal: bool = True
+    lsm_active: tuple[str, ...] = ()  # /sys/kernel/security/lsm; () if unreadable
+    lsm_load_error: str | None = "not tried"  # None: an LSM program loaded and attached
+    bprm_layout: BprmLayout | None = None
+    cgroup2: str | None = None  # where cgroup v2 is mounted
+    headers: Headers = Headers(HeadersState.MISSING, "", "")
+    lockdown: str = "none"  # none, integrity, confidentiality; "unknown" if unreadable
+
+    @property
+    def bpf_lsm(self) -> bool:
+        return "bpf" in self.lsm_active
 
 
 @dataclass(frozen=True)
@@ -48,7 +110,11 @@ class BackendChoice:
 
 
 def ensure_mounts() -> None:
-    """Mounts tracefs, debugfs and bpffs where the boot did not (as on minimal VMs)."""
+    """Mounts tracefs, debugfs and bpffs where the boot did not (as on minimal VMs).
+
+    securityfs too, where it can be: it only tells which LSMs are active and
+    the lockdown mode, and a kernel may lack it.
+    """
     for fstype, target in (("debugfs", DEBUGFS), ("tracefs", TRACEFS), ("bpf", BPFFS)):
         if _is_mounted(target):
             continue
@@ -60,6 +126,10 @@ def ensure_mounts() -> None:
                 "Run as root, or mount it yourself before starting enforcer."
             )
         log.info("mounted %s on %s", fstype, target)
+    if not _is_mounted(SECURITYFS) and SECURITYFS.is_dir():
+        command = ["mount", "-t", "securityfs", "securityfs", str(SECURITYFS)]
+        if subprocess.run(command, capture_output=True, check=False).returncode == 0:
+            log.info("mounted securityfs on %s", SECURITYFS)
 
 
 def _is_mounted(target: Path) -> bool:
@@ -70,19 +140,134 @@ def _is_mounted(target: Path) -> bool:
 def tracefs_root() -> Path:
     """The tracefs bcc will use: the one below debugfs first, as bcc does."""
     below_debugfs = DEBUGFS / "tracing"
-    return below_debugfs if (below_debugfs / "events").is_dir() else TRACEFS
+    return below_debugfs if _is_dir(below_debugfs / "events") else TRACEFS
+
+
+def _is_dir(path: Path) -> bool:
+    """Path.is_dir, and False where a user may not look (tracefs is root's only)."""
+    try:
+        return path.is_dir()
+    except PermissionError:
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except PermissionError:
+        return False
 
 
 def probe() -> KernelFacts:
+    """Everything choose_backend and `enforcer doctor` need; call ensure_mounts() first."""
     tracefs = tracefs_root()
+    release = platform.release()
+    root = os.geteuid() == 0
+    btf = _read_btf()
+    lsm_active = _read_lsm_list()
+    if not root:
+        lsm_load_error: str | None = "not tried: needs root"
+    elif "bpf" not in lsm_active:
+        lsm_load_error = "not tried: bpf is not an active LSM"
+    elif btf is None:
+        lsm_load_error = "not tried: the kernel has no BTF"
+    else:
+        lsm_load_error = try_lsm_program(btf)
     return KernelFacts(
-        release=platform.release(),
-        kprobes=(tracefs / "kprobe_events").exists(),
+        release=release,
+        kprobes=_exists(tracefs / "kprobe_events"),
         syscall_tracepoints=all(
-            (tracefs / "events" / "syscalls" / f"sys_enter_{name}").is_dir() for name in SYSCALLS
+            _is_dir(tracefs / "events" / "syscalls" / f"sys_enter_{name}") for name in SYSCALLS
         ),
-        ring_buffer=kernel_version() >= (5, 8),
+        ring_buffer=kernel_version(release) >= RING_BUFFER_VERSION,
+        root=root,
+        btf=btf is not None,
+        cgroup_tracepoints=all(
+            _is_dir(tracefs / "events" / "cgroup" / event)
+            for event in ("cgroup_mkdir", "cgroup_rmdir")
+        ),
+        send_signal=kernel_version(release) >= SEND_SIGNAL_VERSION,
+        lsm_active=lsm_active,
+        lsm_load_error=lsm_load_error,
+        bprm_layout=bprm_layout(btf) if btf is not None else None,
+        cgroup2=_cgroup2_mount(),
+        headers=probe_headers(release),
+        lockdown=_read_lockdown(),
     )
+
+
+def _read_btf() -> Btf | None:
+    try:
+        return Btf.from_file(VMLINUX)
+    except (OSError, BtfError) as e:
+        log.debug("no usable BTF at %s: %s", VMLINUX, e)
+        return None
+
+
+def bprm_layout(btf: Btf | None = None) -> BprmLayout | None:
+    """Where `filename` and `interp` sit in this kernel's `struct linux_binprm`."""
+    btf = btf if btf is not None else _read_btf()
+    if btf is None:
+        return None
+    filename = btf.member_offset("linux_binprm", "filename")
+    interp = btf.member_offset("linux_binprm", "interp")
+    if filename is None or interp is None:
+        return None
+    return BprmLayout(filename=filename, interp=interp)
+
+
+def _read_lsm_list() -> tuple[str, ...]:
+    try:
+        return tuple((SECURITYFS / "lsm").read_text().strip().split(","))
+    except OSError:
+        return ()
+
+
+def _read_lockdown() -> str:
+    """The bracketed mode of "none [integrity] confidentiality"; none without the LSM."""
+    try:
+        text = (SECURITYFS / "lockdown").read_text()
+    except FileNotFoundError:
+        return "none" if (SECURITYFS / "lsm").exists() else "unknown"
+    except OSError:
+        return "unknown"
+    found = re.search(r"\[(\w+)\]", text)
+    return found[1] if found else "unknown"
+
+
+def _cgroup2_mount() -> str | None:
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "cgroup2":
+            return fields[1]
+    return None
+
+
+def probe_headers(release: str) -> Headers:
+    """Whether the headers bcc will compile against were made for this kernel."""
+    build = MODULES / release / "build"
+    if not _is_dir(build / "include"):
+        if _exists(KHEADERS):
+            return Headers(HeadersState.MATCHING, str(KHEADERS), release)
+        return Headers(HeadersState.MISSING, "", "")
+    made_for = headers_release(build)
+    return Headers(classify_headers(release, made_for), str(build.resolve()), made_for)
+
+
+def headers_release(build: Path) -> str:
+    """The release a header tree was made for ("" if it does not say)."""
+    try:
+        text = (build / "include" / "generated" / "utsrelease.h").read_text()
+    except OSError:
+        return ""
+    found = re.search(r'UTS_RELEASE\s+"([^"]+)"', text)
+    return found[1] if found else ""
+
+
+def classify_headers(release: str, made_for: str | None) -> HeadersState:
+    if made_for is None:
+        return HeadersState.MISSING
+    return HeadersState.MATCHING if made_for == release else HeadersState.MISMATCHED
 
 
 def kernel_version(release: str | None = None) -> tuple[int, int]:
@@ -91,30 +276,171 @@ def kernel_version(release: str | None = None) -> tuple[int, int]:
     return int(numbers[0]), int(numbers[1]) if len(numbers) > 1 else 0
 
 
+def backend_problems(facts: KernelFacts, backend: Backend) -> list[str]:
+    """Why `backend` cannot enforce on this kernel; empty when it can."""
+    problems = _common_problems(facts)
+    if backend is Backend.LSM:
+        if not facts.btf:
+            problems.append("the kernel has no BTF (CONFIG_DEBUG_INFO_BTF is off)")
+        if not facts.bpf_lsm:
+            problems.append("bpf is not an active LSM (not in /sys/kernel/security/lsm)")
+        elif facts.lsm_load_error is not None:
+            problems.append(f"the kernel refuses BPF LSM programs ({facts.lsm_load_error})")
+        if facts.btf and facts.bprm_layout is None:
+            problems.append("the kernel's BTF does not describe struct linux_binprm")
+    elif backend is Backend.KPROBE:
+        if not facts.kprobes:
+            problems.append("the kernel has no kprobes (CONFIG_KPROBES is off)")
+    elif backend is Backend.TRACEPOINT and not facts.syscall_tracepoints:
+        problems.append(
+            "the kernel has no syscalls:sys_enter_execve tracepoint (CONFIG_FTRACE_SYSCALLS is off)"
+        )
+    return problems
+
+
+def _common_problems(facts: KernelFacts) -> list[str]:
+    problems = []
+    if facts.headers.state is HeadersState.MISSING:
+        problems.append("there are no kernel headers for bcc to compile against")
+    if not facts.send_signal:
+        problems.append(f"kernel {facts.release} has no bpf_send_signal_thread (5.5 or later)")
+    if not facts.cgroup_tracepoints:
+        problems.append("the kernel has no cgroup:cgroup_mkdir tracepoint")
+    if facts.lockdown == "confidentiality":
+        problems.append("lockdown=confidentiality refuses bpf_probe_read_kernel and tracing")
+    return problems
+
+
+_WHY_BEST = {
+    Backend.LSM: "BPF LSM programs load and BTF gives struct linux_binprm's layout: each exec "
+    "is decided before the new program is loaded, and deny rules make execve fail with EPERM",
+    Backend.KPROBE: "kprobes are available: each exec is decided at the execve syscall",
+    Backend.TRACEPOINT: "syscall tracepoints are available: each exec is decided at the "
+    "execve syscall",
+}
+
+
 def choose_backend(facts: KernelFacts, requested: Backend = Backend.AUTO) -> BackendChoice:
-    """Kprobes on the syscalls where the kernel has them, else syscall tracepoints."""
-    if requested is Backend.KPROBE and not facts.kprobes:
-        raise KernelSupportError(
-            f"--backend kprobe: kernel {facts.release} has no kprobes (CONFIG_KPROBES is off). "
-            "Use --backend tracepoint or auto."
-        )
-    if requested is Backend.TRACEPOINT and not facts.syscall_tracepoints:
-        raise KernelSupportError(
-            f"--backend tracepoint: kernel {facts.release} has no syscalls:sys_enter_execve "
-            "tracepoint (CONFIG_FTRACE_SYSCALLS is off). Use --backend kprobe or auto."
-        )
+    """The best backend this kernel supports (lsm, kprobe, tracepoint), or the one requested."""
     if requested is not Backend.AUTO:
+        problems = backend_problems(facts, requested)
+        if problems:
+            usable = [b.value for b in PREFERENCE if not backend_problems(facts, b)]
+            instead = f", or use --backend auto (it chooses {usable[0]})" if usable else ""
+            raise KernelSupportError(
+                f"--backend {requested}: on kernel {facts.release} {'; '.join(problems)}. "
+                f"Run `enforcer doctor`{instead}."
+            )
         return BackendChoice(requested, "forced by --backend")
-    if facts.kprobes:
-        return BackendChoice(Backend.KPROBE, "kprobes are available")
-    if facts.syscall_tracepoints:
-        return BackendChoice(Backend.TRACEPOINT, "no kprobes; syscall tracepoints are available")
+    passed_over: list[tuple[Backend, str]] = []
+    for backend in PREFERENCE:
+        problems = backend_problems(facts, backend)
+        if not problems:
+            why_not = "".join(f"; not {b}: {why}" for b, why in passed_over)
+            return BackendChoice(backend, _WHY_BEST[backend] + why_not)
+        passed_over.append((backend, "; ".join(problems)))
     raise KernelSupportError(
-        f"kernel {facts.release} has neither kprobes nor syscall tracepoints: enforcer cannot "
-        "see execs. Boot a kernel with CONFIG_KPROBES or CONFIG_FTRACE_SYSCALLS."
+        f"kernel {facts.release} offers no way to enforce: "
+        + "; ".join(f"{b}: {why}" for b, why in passed_over)
+        + ". Run `enforcer doctor` for the fix of each."
     )
 
 
 def require_root() -> None:
     if os.geteuid() != 0:
         raise KernelSupportError("loading BPF programs needs root; run this command with sudo")
+
+
+# --- the LSM load test: one empty program through the bpf() system call ---
+
+_SYS_BPF = 321  # x86_64
+_BPF_PROG_LOAD = 5
+_BPF_RAW_TRACEPOINT_OPEN = 17
+_BPF_PROG_TYPE_LSM = 29
+_BPF_LSM_MAC = 27
+# r0 = 0; exit: allow every exec.
+_RETURN_ZERO = bytes.fromhex("b7000000000000009500000000000000")
+
+
+class _ProgLoadAttr(ctypes.Structure):
+    # The head of union bpf_attr for BPF_PROG_LOAD (uapi/linux/bpf.h), up to attach_btf_id.
+    _fields_ = (
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("expected_attach_type", ctypes.c_uint32),
+        ("prog_btf_fd", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("func_info", ctypes.c_uint64),
+        ("func_info_cnt", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("line_info", ctypes.c_uint64),
+        ("line_info_cnt", ctypes.c_uint32),
+        ("attach_btf_id", ctypes.c_uint32),
+        ("attach_prog_fd", ctypes.c_uint32),
+    )
+
+
+class _RawTracepointAttr(ctypes.Structure):
+    _fields_ = (("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32))
+
+
+def try_lsm_program(btf: Btf) -> str | None:
+    """Loads and attaches an empty LSM program on bprm_check_security, then removes it.
+
+    Returns None when both worked, else what failed, e.g.
+    "BPF_PROG_LOAD: EPERM (Operation not permitted)". The program allows
+    every exec and lives for microseconds.
+    """
+    hook_id = btf.find(Kind.FUNC, f"bpf_lsm_{LSM_HOOK}")
+    if hook_id is None:
+        return f"the kernel's BTF has no bpf_lsm_{LSM_HOOK}"
+    insns = ctypes.create_string_buffer(_RETURN_ZERO, len(_RETURN_ZERO))
+    license_ = ctypes.create_string_buffer(b"GPL")
+    attr = _ProgLoadAttr(
+        prog_type=_BPF_PROG_TYPE_LSM,
+        insn_cnt=len(_RETURN_ZERO) // 8,
+        insns=ctypes.addressof(insns),
+        license=ctypes.addressof(license_),
+        prog_name=b"enforcer_probe",
+        expected_attach_type=_BPF_LSM_MAC,
+        attach_btf_id=hook_id,
+    )
+    prog_fd = _bpf(_BPF_PROG_LOAD, attr)
+    if prog_fd < 0:
+        return f"BPF_PROG_LOAD: {_errno_text(-prog_fd)}"
+    try:
+        link = _RawTracepointAttr(name=0, prog_fd=prog_fd)
+        link_fd = _bpf(_BPF_RAW_TRACEPOINT_OPEN, link)
+        if link_fd < 0:
+            return f"attaching to {LSM_HOOK}: {_errno_text(-link_fd)}"
+        os.close(link_fd)
+        return None
+    finally:
+        os.close(prog_fd)
+
+
+def _bpf(command: int, attr: ctypes.Structure) -> int:
+    """The bpf() system call: a file descriptor, or -errno."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = int(
+        libc.syscall(
+            ctypes.c_long(_SYS_BPF),
+            ctypes.c_long(command),
+            ctypes.byref(attr),
+            ctypes.c_long(ctypes.sizeof(attr)),
+        )
+    )
+    return result if result >= 0 else -ctypes.get_errno()
+
+
+def _errno_text(number: int) -> str:
+    return f"{errno.errorcode.get(number, str(number))} ({os.strerror(number)})"

@@ -138,10 +138,11 @@ class Lifecycle:
         hits = decide(compiled.maps, set_number, held.filename, held.name) if compiled else ()
         self._program.add_counts(held.cgroup_id, hits)
         comm, uid = _comm_and_uid(held.pid)
+        argv = _argv(held.pid)  # stopped after its exec: /proc shows the new program's
         self._let_go(held.pid, signal.SIGKILL if kills(hits) else signal.SIGCONT)
         return [
             engine.record(hit, cgroup_id=held.cgroup_id, pid=held.pid, uid=uid, comm=comm,
-                          filename=held.filename)
+                          filename=held.filename, argv=argv)
             for hit in hits
         ]  # fmt: skip
 
@@ -182,6 +183,14 @@ class Lifecycle:
             return  # namespace selectors need a process: placed at its first held exec
         else:
             engine.place(container)
+
+
+def _argv(pid: int) -> tuple[str, ...]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ()
+    return tuple(arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1])
 
 
 def _comm_and_uid(pid: int) -> tuple[str, int]:

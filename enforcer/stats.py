@@ -30,7 +30,7 @@ def nest_counts(
             tree.setdefault(name.policy, {}).setdefault(name.rule, {}).setdefault(container, {})
         )
         slot = programs.setdefault(str(name.target), [0, 0])
-        slot[0 if key.action is Action.KILL else 1] += count
+        slot[1 if key.action is Action.AUDIT else 0] += count  # kill and deny block
     return [
         _with_totals(
             {"name": policy},

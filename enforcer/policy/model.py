@@ -67,9 +67,15 @@ class Mode(StrEnum):
 
 
 class RuleAction(StrEnum):
-    """What a matching rule does to the exec; audit never kills."""
+    """What a matching rule does to the exec; audit never kills.
+
+    `deny` makes execve fail with EPERM before anything of the program runs, on
+    the lsm backend; where the kernel offers no BPF LSM it kills instead (and
+    the daemon logs a warning).
+    """
 
     KILL = "kill"
+    DENY = "deny"
     AUDIT = "audit"
 
 

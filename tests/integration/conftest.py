@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,15 @@ from enforcer.errors import DaemonUnavailableError
 HELPERS = Path(__file__).resolve().parent.parent / "helpers"
 DAEMON_START_TIMEOUT_S = 90.0
 DAEMON_STOP_TIMEOUT_S = 15.0
+BACKEND_ENV = "ENFORCER_BACKEND"
+
+
+def requested_backend() -> str:
+    """The backend tests load: $ENFORCER_BACKEND (tests/vm/ sets it), else the best one.
+
+    One of `enforcer run --backend`'s choices: auto, lsm, kprobe, tracepoint.
+    """
+    return os.environ.get(BACKEND_ENV, "auto")
 
 
 def bpf_unavailable_reason() -> str | None:
@@ -61,6 +71,7 @@ class RunningDaemon:
     process: subprocess.Popen[bytes]
     socket: Path
     log: Path
+    pin_dir: Path | None = None
 
     def ask(self, command: str) -> Any:
         return request(self.socket, command)
@@ -69,7 +80,8 @@ class RunningDaemon:
         argv = [sys.executable, "-m", "enforcer", *args, "--socket", str(self.socket)]
         return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
-    def stop(self) -> int:
+    def stop(self, keep_pins: bool = False) -> int:
+        """Stops the daemon and, unless told to keep them, removes its pinned counters."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -77,19 +89,35 @@ class RunningDaemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.pin_dir is not None and not keep_pins:
+            shutil.rmtree(self.pin_dir, ignore_errors=True)
         return self.process.returncode
 
 
-def start_daemon(policies: Path, workdir: Path, *extra: str) -> RunningDaemon:
-    """Starts the daemon and returns once it answers `status` as enforcing."""
-    socket = workdir / "enforcer.sock"
+def start_daemon(
+    policies: Path,
+    workdir: Path,
+    *extra: str,
+    socket: Path | None = None,
+    pin_dir: Path | None = None,
+) -> RunningDaemon:
+    """Starts the daemon and returns once it answers `status` as enforcing.
+
+    Its counters are pinned in a bpffs directory of its own (removed by `stop`),
+    never in the one a real enforcer on this host uses.
+    """
+    socket = socket or workdir / "enforcer.sock"
+    pin_dir = pin_dir or Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
     log = workdir / "daemon.log"
     argv = [sys.executable, "-m", "enforcer", "run", "--policies", str(policies)]
+    argv += ["--pin-dir", str(pin_dir), "--state-dir", str(workdir / "state")]
+    if "--backend" not in extra:
+        argv += ["--backend", requested_backend()]
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*argv, "--socket", str(socket), *extra], stdout=out, stderr=subprocess.STDOUT
         )
-    daemon = RunningDaemon(process, socket, log)
+    daemon = RunningDaemon(process, socket, log, pin_dir)
     deadline = time.monotonic() + DAEMON_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import bpf_unavailable_reason
+from conftest import bpf_unavailable_reason, requested_backend
 
 from enforcer import abi, kernel
 from enforcer.compiler import compile_policies
@@ -40,7 +40,8 @@ def program(request: pytest.FixtureRequest, exec_program_class: Any) -> Iterator
     facts = kernel.probe()
     if request.param and not facts.ring_buffer:
         pytest.skip(f"kernel {facts.release} has no BPF ring buffer")
-    loaded = exec_program_class(kernel.choose_backend(facts).backend, ring_buffer=request.param)
+    backend = kernel.choose_backend(facts, kernel.Backend(requested_backend())).backend
+    loaded = exec_program_class(backend, ring_buffer=request.param)
     try:
         yield loaded
     finally:

@@ -25,6 +25,8 @@ def test_sizes_match_header() -> None:
         "LONG_PATH_LEN",
         "MAX_HITS",
         "COMM_LEN",
+        "MAX_ARGS",
+        "ARG_LEN",
         "MAX_CGROUPS",
         "MAX_NAME_ENTRIES",
         "MAX_PATH_ENTRIES",

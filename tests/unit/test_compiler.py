@@ -206,6 +206,8 @@ def test_no_containers_and_no_policies_compile_to_empty_maps() -> None:
     [
         ("enforce", "kill", Action.KILL),
         ("audit", "kill", Action.AUDIT),
+        ("enforce", "deny", Action.DENY),
+        ("audit", "deny", Action.AUDIT),
         ("enforce", "audit", Action.AUDIT),
         ("audit", "audit", Action.AUDIT),
     ],

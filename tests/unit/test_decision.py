@@ -76,6 +76,12 @@ def test_two_policies_each_get_their_hit_and_audit_mode_does_not_kill() -> None:
     assert kills(decide(result.maps, set_id, "/bin/nc", "nc"))
 
 
+def test_a_held_exec_a_deny_rule_names_is_killed_it_is_past_the_hook() -> None:
+    result = compiled(policy("p", {"name": "r", "action": "deny", "match": {"names": ["nc"]}}))
+    assert named(result, "/bin/nc", "nc") == [("p", "r", "nc", Action.KILL)]
+    assert kills(decide(result.maps, result.maps.cgroup_sets[101], "/bin/nc", "nc"))
+
+
 def test_no_set_and_empty_basename_decide_nothing() -> None:
     result = compiled(policy("p", {"name": "r", "match": {"names": ["nc"]}}))
     assert decide(result.maps, 0, "/bin/nc", "nc") == ()

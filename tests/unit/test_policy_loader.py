@@ -129,7 +129,7 @@ def test_audit_mode_with_host_and_all_containers_loads() -> None:
         ),
         ({14: "        names: whoami"}, 14, "spec.rules[0].match.names", "must be a list"),
         ({14: "        names: [123]"}, 14, "spec.rules[0].match.names[0]", "put quotes"),
-        ({12: "      action: block"}, 12, "spec.rules[0].action", "'kill' or 'audit'"),
+        ({12: "      action: block"}, 12, "spec.rules[0].action", "'kill', 'deny' or 'audit'"),
         ({6: "  mode: enforcing"}, 6, "spec.mode", "'enforce' or 'audit'"),
         ({1: "apiVersion: enforcer/v2"}, 1, "apiVersion", "'enforcer/v1'"),
         ({2: "kind: Policy"}, 2, "kind", "'ExecPolicy'"),

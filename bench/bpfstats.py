@@ -1,0 +1,101 @@
+"""The kernel's own accounting of BPF programs: run counts and run time, per program.
+
+With `kernel.bpf_stats_enabled=1` the kernel sums, for each program, how often
+it ran and how long it took; bpftool reads both. The programs a process has
+attached, and where, come from `bpftool perf show`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import PrerequisiteError
+
+STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One program a process attached to a tracepoint, kprobe or uprobe."""
+
+    pid: int
+    prog_id: int
+    attach: str  # the tracepoint name or the probed function
+
+    @property
+    def on_exec(self) -> bool:
+        return "exec" in self.attach
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    run_cnt: int
+    run_time_ns: int
+
+
+@contextmanager
+def stats_enabled() -> Iterator[None]:
+    """Turns the kernel's BPF run-time accounting on, and back to what it was."""
+    previous = STATS_SYSCTL.read_text().strip()
+    STATS_SYSCTL.write_text("1")
+    try:
+        yield
+    finally:
+        STATS_SYSCTL.write_text(previous)
+
+
+def _bpftool(*args: str) -> Any:
+    try:
+        result = subprocess.run(
+            ["bpftool", *args, "--json"], capture_output=True, text=True, check=True
+        )
+    except FileNotFoundError as e:
+        raise PrerequisiteError("bpftool is not installed: apt-get install bpftool") from e
+    return json.loads(result.stdout or "[]")
+
+
+def hooks() -> list[Hook]:
+    """Every program attached through a perf event, by any process."""
+    return [
+        Hook(int(h["pid"]), int(h["prog_id"]), str(h.get("tracepoint") or h.get("func") or ""))
+        for h in _bpftool("perf", "show")
+    ]
+
+
+def exec_hooks_of(pid: int) -> list[Hook]:
+    return [h for h in hooks() if h.pid == pid and h.on_exec]
+
+
+def foreign_exec_hooks(own_pids: Iterable[int]) -> list[Hook]:
+    """Exec hooks of processes other than ours: anything else that would slow execs."""
+    mine = set(own_pids)
+    return [h for h in hooks() if h.on_exec and h.pid not in mine]
+
+
+def totals(prog_ids: Iterable[int]) -> dict[int, RunTotals]:
+    wanted = set(prog_ids)
+    return {
+        int(p["id"]): RunTotals(int(p.get("run_cnt", 0)), int(p.get("run_time_ns", 0)))
+        for p in _bpftool("prog", "show")
+        if int(p["id"]) in wanted
+    }
+
+
+def ns_per_exec(before: Mapping[int, RunTotals], after: Mapping[int, RunTotals]) -> float | None:
+    """BPF time one exec costs: each program's time per run, summed over the programs that ran.
+
+    A tool may run more than one program per exec (execsnoop: on entry and on
+    return); each runs once per exec, so the per-run averages add up.
+    """
+    per_program = [
+        (after[p].run_time_ns - before[p].run_time_ns) / (after[p].run_cnt - before[p].run_cnt)
+        for p in after
+        if p in before and after[p].run_cnt > before[p].run_cnt
+    ]
+    return sum(per_program) if per_program else None

@@ -1,0 +1,137 @@
+"""`enforcer run` in a child process, as an operator starts it, and what it reports."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import proc
+from bench.errors import MeasurementError
+from enforcer.control import request
+from enforcer.errors import DaemonUnavailableError
+
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+STATUS_POLL_S = 0.01
+BPFFS = Path("/sys/fs/bpf")
+COMPILE_LOG = re.compile(r"BPF program compiled and loaded in ([0-9.]+) s")
+
+
+@dataclass
+class Daemon:
+    process: subprocess.Popen[bytes]
+    socket: Path
+    log: Path
+    start_seconds: float  # from spawning `enforcer run` to its status saying enforcing
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def cli_json(self, command: str) -> Any:
+        """`enforcer COMMAND --json --socket S`, as a script would call it."""
+        argv = [sys.executable, "-m", "enforcer", command, "--json", "--socket", str(self.socket)]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        try:
+            return json.loads(result.stdout)
+        except ValueError as e:
+            raise MeasurementError(f"enforcer {command} --json failed: {result.stderr}") from e
+
+    def blocked(self, policy: str) -> int:
+        """The daemon's count of execs `policy` blocked, from `enforcer stats --json`."""
+        policies = self.cli_json("stats")["policies"]
+        return sum(int(p["blocked"]) for p in policies if p["name"] == policy)
+
+    def cpu_seconds(self) -> float:
+        return proc.cpu_seconds(self.pid)
+
+    def memory(self) -> proc.Memory:
+        return proc.memory(self.pid)
+
+    def compile_seconds(self) -> float | None:
+        """What the daemon logged for compiling and loading its program."""
+        found = COMPILE_LOG.search(self.log.read_text(errors="replace"))
+        return float(found.group(1)) if found else None
+
+    def reload(self) -> None:
+        self.process.send_signal(signal.SIGHUP)
+
+
+@contextmanager
+def running(policies: Path, workdir: Path) -> Iterator[Daemon]:
+    """Starts `enforcer run`, waits until it is enforcing, and stops it when the block ends.
+
+    Whatever the daemon keeps across restarts (pinned counters, saved state)
+    goes to places of its own, removed after: never those of a real enforcer
+    on this host.
+    """
+    socket = workdir / "enforcer.sock"
+    log = workdir / "daemon.log"
+    pin_dir = BPFFS / f"enforcer-bench-{secrets.token_hex(4)}"
+    argv = [sys.executable, "-m", "enforcer", "run", "--policies", str(policies)]
+    argv += ["--socket", str(socket), *_private_state(pin_dir, workdir / "state")]
+    try:
+        with log.open("ab") as log_file:
+            started = time.monotonic()
+            process = subprocess.Popen(argv, stdout=log_file, stderr=log_file)
+        try:
+            _wait_enforcing(process, socket, log)
+            yield Daemon(process, socket, log, start_seconds=time.monotonic() - started)
+        finally:
+            _stop(process)
+    finally:
+        shutil.rmtree(pin_dir, ignore_errors=True)
+
+
+@functools.cache
+def _run_options() -> str:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "enforcer", "run", "--help"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return help_text.stdout
+
+
+def _private_state(pin_dir: Path, state_dir: Path) -> list[str]:
+    """--pin-dir and --state-dir of the bench's own, for a daemon that has these options."""
+    options = _run_options()
+    return [
+        *(["--pin-dir", str(pin_dir)] if "--pin-dir" in options else []),
+        *(["--state-dir", str(state_dir)] if "--state-dir" in options else []),
+    ]
+
+
+def _wait_enforcing(process: subprocess.Popen[bytes], socket: Path, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise MeasurementError(f"enforcer run exited {process.returncode}; see {log}")
+        try:
+            if request(socket, "status")["enforcing"]:
+                return
+        except DaemonUnavailableError:
+            pass
+        time.sleep(STATUS_POLL_S)
+    raise MeasurementError(f"enforcer run was not enforcing after {START_TIMEOUT_S:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,252 @@
+"""Exec overhead and per-exec BPF cost: no BPF, execsnoop, and enforcer at each scale.
+
+Each configuration runs `rounds` times. A round is one loop of execs with the
+tool attached and one with no BPF at all, right before or right after it (in
+turn), so every ratio has its own baseline, measured seconds apart. The loop
+(bench/c/spawn_loop.c) runs N posix_spawn+wait of a static do-nothing program,
+pinned to one CPU, inside a cgroup of its own that the enforcer configurations
+select. The kernel's own accounting (bpf_stats) gives the BPF time per exec.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import bpfstats, execsnoop
+from bench.binaries import Binaries
+from bench.cgroup import bench_cgroup
+from bench.errors import MeasurementError
+from bench.neighbours import Neighbours
+from bench.settings import Settings
+from bench.spawn import LoopResult, run_loop
+from bench.summary import Summary, optional_summary
+from bench.synthetic import synthetic
+from enforcer import kernel
+from enforcer.compiler import compile_policies
+
+SELECTED = "selected cgroup"
+UNSELECTED = "unselected cgroup"
+
+# Yields the ids of the attached programs that run on exec.
+Attach = Callable[[], AbstractContextManager[list[int]]]
+
+
+@dataclass(frozen=True)
+class ExecRow:
+    """One configuration: exec time with it attached, against its paired baselines."""
+
+    label: str
+    tool: str  # none | execsnoop | enforcer
+    rules: int | None
+    containers: int | None
+    exec_from: str
+    us_per_exec: Summary
+    baseline_us_per_exec: Summary
+    ratio: Summary  # attached / baseline, per round
+    bpf_ns_per_exec: Summary | None
+    bpf_share_percent: float | None  # of the exec's wall time, medians
+
+
+@dataclass(frozen=True)
+class ExecOverhead:
+    rows: list[ExecRow]
+    execs_per_loop: int
+    rounds: int
+    cpu: int
+    execsnoop_used: str
+    execsnoop_note: str
+    enforcer_backend: str  # as `enforcer run --backend auto` would choose it
+
+
+@dataclass
+class _Samples:
+    attached_us: list[float] = field(default_factory=list)
+    baseline_us: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    bpf_ns: list[float] = field(default_factory=list)
+
+
+class _Runner:
+    """Runs loops of the trivial program and keeps an eye on foreign exec hooks."""
+
+    def __init__(
+        self, binaries: Binaries, settings: Settings, cgroup: Path, neighbours: Neighbours
+    ) -> None:
+        self.binaries = binaries
+        self.execs = settings.execs
+        self.cgroup = cgroup
+        self.neighbours = neighbours
+        self.cpu = max(os.sched_getaffinity(0))
+        self.baselines: list[float] = []
+        self.own_pids = {os.getpid()}
+
+    def loop(self, cgroup: Path | None) -> LoopResult:
+        self.neighbours.settle(self.own_pids)
+        result = run_loop(
+            self.binaries.spawn_loop, self.binaries.trivial, self.execs, cgroup=cgroup,
+            cpu=self.cpu,
+        )  # fmt: skip
+        if result.exited != result.execs:
+            raise MeasurementError(
+                f"the trivial program should exit 0 every time, but: {result} (is another "
+                "enforcer running with a policy that names it?)"
+            )
+        return result
+
+    def baseline(self) -> float:
+        us = self.loop(self.cgroup).us_per_exec
+        self.baselines.append(us)
+        return us
+
+    def paired_round(
+        self, attach: Attach, wheres: Sequence[Path | None], round_index: int
+    ) -> list[tuple[float, float, float | None]]:
+        """(attached us, baseline us, BPF ns) per place the loop runs from."""
+        before = self.baseline() if round_index % 2 == 0 else None
+        measured = []
+        with attach() as prog_ids:
+            for where in wheres:
+                start = bpfstats.totals(prog_ids)
+                us = self.loop(where).us_per_exec
+                measured.append((us, bpfstats.ns_per_exec(start, bpfstats.totals(prog_ids))))
+        baseline = before if before is not None else self.baseline()
+        return [(us, baseline, ns) for us, ns in measured]
+
+
+def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecOverhead:
+    """Measures every configuration of `settings`; needs root."""
+    kernel.ensure_mounts()
+    facts = kernel.probe()
+    choice = kernel.choose_backend(facts)
+    failure = execsnoop.real_tool_failure()
+    tracer_argv = execsnoop.command(use_real_tool=failure is None)
+    with bpfstats.stats_enabled(), bench_cgroup() as (cgroup, cgroup_id):
+        runner = _Runner(binaries, settings, cgroup, neighbours)
+        load = _Load(choice.backend, facts.ring_buffer, cgroup_id)
+        (snoop,) = _measure(
+            runner, settings, lambda: _execsnoop_attached(tracer_argv, runner.own_pids),
+            [cgroup],
+        )  # fmt: skip
+        label = "execsnoop" if failure is None else "execsnoop (tracepoint stand-in)"
+        rows = [_finish(snoop, label, "execsnoop", None, None, exec_from=SELECTED)]
+        for rules, containers in settings.configs:
+            largest = (rules, containers) == max(settings.configs)
+            rows.extend(
+                _enforcer_rows(runner, settings, load, rules, containers, unselected=largest)
+            )
+        baseline = Summary.of(runner.baselines)
+        one = Summary.of([1.0] * len(runner.baselines))
+        no_bpf = ExecRow(
+            "no BPF", "none", None, None, SELECTED, baseline, baseline, one, None, None
+        )
+        rows.insert(0, no_bpf)
+    return ExecOverhead(
+        rows=rows,
+        execs_per_loop=settings.execs,
+        rounds=settings.rounds,
+        cpu=runner.cpu,
+        execsnoop_used=" ".join(tracer_argv[-1:]),
+        enforcer_backend=f"{choice.backend} ({choice.reason})",
+        execsnoop_note=(
+            "Debian's execsnoop-bpfcc attached"
+            if failure is None
+            else f"Debian's execsnoop-bpfcc cannot run here ({failure}); bench/execsnoop_tp.py, "
+            "the same work on the syscall tracepoints, stands in for it"
+        ),
+    )
+
+
+def _enforcer_rows(
+    runner: _Runner, settings: Settings, load: _Load, rules: int, containers: int,
+    *, unselected: bool,
+) -> list[ExecRow]:  # fmt: skip
+    """The loop from the selected cgroup; at the largest scale also from an unselected one."""
+    label = f"enforcer {rules} rules x {containers} containers"
+    wheres: list[Path | None] = [runner.cgroup, None] if unselected else [runner.cgroup]
+    samples = _measure(
+        runner, settings, lambda: _enforcer_attached(load, rules, containers), wheres
+    )
+    return [
+        _finish(
+            sample,
+            label,
+            "enforcer",
+            rules,
+            containers,
+            exec_from=SELECTED if where else UNSELECTED,
+        )
+        for sample, where in zip(samples, wheres, strict=True)
+    ]
+
+
+def _measure(
+    runner: _Runner, settings: Settings, attach: Attach, wheres: Sequence[Path | None]
+) -> list[_Samples]:
+    samples = [_Samples() for _ in wheres]
+    for round_index in range(settings.rounds):
+        measured = runner.paired_round(attach, wheres, round_index)
+        for sample, (attached_us, baseline_us, bpf_ns) in zip(samples, measured, strict=True):
+            sample.attached_us.append(attached_us)
+            sample.baseline_us.append(baseline_us)
+            sample.ratios.append(attached_us / baseline_us)
+            if bpf_ns is not None:
+                sample.bpf_ns.append(bpf_ns)
+    return samples
+
+
+def _finish(
+    sample: _Samples, label: str, tool: str, rules: int | None, containers: int | None,
+    *, exec_from: str,
+) -> ExecRow:  # fmt: skip
+    us = Summary.of(sample.attached_us)
+    ns = optional_summary(sample.bpf_ns)
+    return ExecRow(
+        label=label if exec_from == SELECTED else f"{label}, exec from an unselected cgroup",
+        tool=tool,
+        rules=rules,
+        containers=containers,
+        exec_from=exec_from,
+        us_per_exec=us,
+        baseline_us_per_exec=Summary.of(sample.baseline_us),
+        ratio=Summary.of(sample.ratios),
+        bpf_ns_per_exec=ns,
+        bpf_share_percent=100 * ns.median / (1000 * us.median) if ns else None,
+    )
+
+
+@contextmanager
+def _execsnoop_attached(argv: list[str], own_pids: set[int]) -> Iterator[list[int]]:
+    with execsnoop.running(argv) as pid:
+        own_pids.add(pid)
+        try:
+            yield [h.prog_id for h in bpfstats.exec_hooks_of(pid)]
+        finally:
+            own_pids.discard(pid)
+
+
+@dataclass(frozen=True)
+class _Load:
+    """How the daemon would load its program here, and the real cgroup of container 0."""
+
+    backend: kernel.Backend
+    ring_buffer: bool
+    cgroup_id: int
+
+
+@contextmanager
+def _enforcer_attached(load: _Load, rules: int, containers: int) -> Iterator[list[int]]:
+    """The enforcer's program, loaded in this process, its maps filled at this scale."""
+    from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
+
+    program = ExecProgram(load.backend, ring_buffer=load.ring_buffer)
+    try:
+        policies, fleet = synthetic(rules, containers, load.cgroup_id)
+        program.apply(compile_policies(policies, fleet).maps)
+        ours = set(program.info.program_ids)
+        yield [h.prog_id for h in bpfstats.exec_hooks_of(os.getpid()) if h.prog_id in ours]
+    finally:
+        program.close()

@@ -1,0 +1,219 @@
+"""The results as tables: plain text for the terminal, Markdown for bench/README.md."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.exec_overhead import ExecOverhead
+from bench.machine import Machine
+from bench.neighbours import Quietness
+from bench.race import Race
+from bench.results import Results
+from bench.start_reload import StartReload
+from bench.storm import Storm
+from bench.summary import Summary
+from enforcer import table
+
+README_BEGIN = "<!-- results:begin (written by python -m bench) -->"
+README_END = "<!-- results:end -->"
+MIB = 1024
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    headers: Sequence[str]
+    rows: Sequence[Sequence[object]]
+    notes: Sequence[str] = field(default_factory=list)
+
+
+def tables(results: Results) -> list[Table]:
+    made = [_machine(results.machine)]
+    if results.exec_overhead:
+        made.append(_exec_overhead(results.exec_overhead))
+    if results.start_reload:
+        made.append(_start_reload(results.start_reload))
+    if results.storm:
+        made.extend([_storm(results.storm), _memory(results.storm)])
+    if results.race:
+        made.append(_race(results.race))
+    problems = [
+        *(f"{section}: not measured: {why}" for section, why in results.errors.items()),
+        *(f"check failed: {failure}" for failure in results.failed_checks()),
+        *_noise(results.quietness),
+    ]
+    if problems:
+        made.append(Table("Problems", ["PROBLEM"], [[p] for p in problems]))
+    return made
+
+
+def text(made: Sequence[Table]) -> str:
+    parts = []
+    for t in made:
+        notes = "".join(f"\n  {note}" for note in t.notes)
+        parts.append(f"== {t.title} ==\n{table.render(t.headers, t.rows)}{notes}")
+    return "\n\n".join(parts)
+
+
+def markdown(made: Sequence[Table]) -> str:
+    parts = []
+    for t in made:
+        lines = [f"### {t.title}", "", _md_row(t.headers), _md_row(["---"] * len(t.headers))]
+        lines += [_md_row([str(c) for c in row]) for row in t.rows]
+        lines += ["", *(f"- {note}" for note in t.notes)] if t.notes else []
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def update_readme(readme: Path, block: str) -> None:
+    """Replaces what lies between the results markers of bench/README.md."""
+    text_now = readme.read_text()
+    head, begin, rest = text_now.partition(README_BEGIN)
+    _, end, tail = rest.partition(README_END)
+    if not begin or not end:
+        raise ValueError(f"{readme} lacks the markers {README_BEGIN!r} ... {README_END!r}")
+    readme.write_text(f"{head}{README_BEGIN}\n{block}\n{README_END}{tail}")
+
+
+def _noise(quiet: Quietness | None) -> list[str]:
+    if quiet is None or not quiet.noisy:
+        return []
+    return [
+        f"{quiet.noisy} of {quiet.measurements} measurements started on a machine that was not "
+        f"quiet (after waiting {quiet.waited_s:.0f} s in all): others used up to "
+        f"{quiet.busiest_percent:.0f}% of the CPUs",
+        *(f"another process hooked exec: {hook}" for hook in quiet.hooks),
+    ]
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _machine(m: Machine) -> Table:
+    load = ", ".join(f"{x:.2f}" for x in m.load_average)
+    rows = [
+        ["date", m.date_utc],
+        ["kernel (uname -r)", m.kernel],
+        [
+            "CPUs (nproc)",
+            f"{m.cpus} x {m.cpu_model}{' (virtual machine)' if m.virtualized else ''}",
+        ],
+        ["memory", f"{m.memory_gib} GiB"],
+        ["system", f"{m.os}, Python {m.python}, bcc {m.bcc}"],
+        ["enforcer", m.enforcer_commit],
+        ["load average at start", load],
+    ]
+    return Table("Machine", ["WHAT", "VALUE"], rows)
+
+
+def _ratio(s: Summary) -> str:
+    return f"{s.median:.3f} ({s.q1:.3f}-{s.q3:.3f})"
+
+
+def _exec_overhead(e: ExecOverhead) -> Table:
+    rows = [
+        [
+            r.label,
+            f"{r.us_per_exec.median:.1f}",
+            f"{r.baseline_us_per_exec.median:.1f}",
+            _ratio(r.ratio),
+            f"{r.bpf_ns_per_exec.median:.0f}" if r.bpf_ns_per_exec else "-",
+            f"{r.bpf_share_percent:.2f}%" if r.bpf_share_percent is not None else "-",
+        ]
+        for r in e.rows
+    ]
+    notes = [
+        f"Median of {e.rounds} rounds; each round runs {e.execs_per_loop} fork+exec+wait of a "
+        "static do-nothing program with the tool attached, and as many with no BPF, seconds "
+        f"apart: RATIO is attached/no-BPF per round, median (quartiles). Loops pinned to CPU "
+        f"{e.cpu}.",
+        "BPF ns/exec: run_time_ns / run_cnt from the kernel (kernel.bpf_stats_enabled=1), summed "
+        "over the tool's programs that run on exec.",
+        "Enforcer rows: the loop runs in a cgroup of the selected containers; no rule names the "
+        "program, so each exec takes the lookups and misses. Backend: "
+        f"{e.enforcer_backend}.",
+        e.execsnoop_note + ".",
+    ]
+    headers = ["CONFIGURATION", "EXEC us", "NO-BPF us", "RATIO", "BPF ns/exec", "BPF SHARE"]
+    return Table("Exec overhead and per-exec BPF cost", headers, rows, notes)
+
+
+def _summary_row(what: str, s: Summary | None, scale: float, unit: str) -> list[object]:
+    if s is None:
+        return [what, "-", "-", 0]
+    return [what, f"{s.median * scale:.0f} {unit}", f"{s.high * scale:.0f} {unit}", s.n]
+
+
+def _start_reload(s: StartReload) -> Table:
+    rows = [
+        _summary_row("enforcer run -> enforcing (cold start)", s.start_s, 1000, "ms"),
+        _summary_row("  of which BPF compile + load (daemon log)", s.compile_s, 1000, "ms"),
+        _summary_row("policy file change + SIGHUP -> enforced", s.reload_sighup_s, 1000, "ms"),
+    ]
+    if s.reload_file_only_s is not None:
+        rows.append(
+            _summary_row("policy file change alone -> enforced", s.reload_file_only_s, 1000, "ms")
+        )
+    notes = [
+        "Enforced: the program the change adds to (or takes out of) a host policy is run in a "
+        "loop until its fate flips.",
+        *(
+            []
+            if s.reload_file_only_s
+            else ["A file change alone was not enforced within 3 s: this daemon reloads on SIGHUP."]
+        ),
+    ]
+    return Table("Start and reload", ["WHAT", "MEDIAN", "WORST", "N"], rows, notes)
+
+
+def _storm(s: Storm) -> Table:
+    per_loop = s.attempts // max(s.loops, 1)
+    rows = [
+        ["attempts", f"{s.attempts} ({s.loops} parallel loops of {per_loop})"],
+        ["killed", f"{s.killed} ({'all' if s.all_killed else f'{s.not_killed} NOT killed'})"],
+        [
+            "counted by the daemon (enforcer stats)",
+            f"{s.counted} ({'exact' if s.counters_exact else 'MISMATCH'})",
+        ],
+        ["ring buffer drops (status event_drops)", str(s.event_drops)],
+        ["failed bpf_send_signal calls", ", ".join(f"{k} {v}" for k, v in s.signal_errors.items())],
+        ["storm wall time", f"{s.wall_s:.2f} s ({s.attempts / s.wall_s:.0f} attempts/s)"],
+        [
+            "daemon CPU during the storm",
+            f"{s.daemon_cpu_s:.2f} s ({100 * s.daemon_cpu_s / s.wall_s:.0f}% of one CPU)",
+        ],
+        ["daemon CPU until it handled the last event", f"{s.daemon_cpu_with_drain_s:.2f} s"],
+    ]
+    return Table("Exec storm", ["WHAT", "VALUE"], rows)
+
+
+def _memory(s: Storm) -> Table:
+    rows = [
+        [when, f"{m.vm_rss_kib / MIB:.1f} MiB", f"{m.rss_anon_kib / MIB:.1f} MiB"]
+        for when, m in (("idle", s.memory_idle), ("after the storm", s.memory_after))
+    ]
+    return Table("Daemon memory", ["WHEN", "VmRSS", "RssAnon"], rows)
+
+
+def _race(r: Race) -> Table:
+    appear = r.appear_s
+    rows = [
+        [
+            r.containers,
+            r.kills,
+            r.escapes,
+            r.other,
+            f"{appear.median * 1000:.0f} ms" if appear else "-",
+            f"{appear.high * 1000:.0f} ms" if appear else "-",
+            r.appear_misses,
+        ]
+    ]
+    headers = ["CONTAINERS", "KILLED", "ESCAPED", "OTHER", "APPEAR MEDIAN", "WORST", "NOT SEEN"]
+    notes = [
+        "podman containers whose entrypoint a policy forbids, started after the policy; "
+        "APPEAR: `podman run -d` returning -> listed by the daemon."
+    ]
+    return Table("New-container race", headers, rows, notes)

@@ -1,0 +1,116 @@
+"""How long `enforcer run` takes to enforce, and a policy change to be enforced.
+
+Start: from spawning `python -m enforcer run` (a cold start: a new process
+compiles its BPF program) to its control socket's status saying enforcing.
+Reload: from a policy file being replaced to the kernel acting on it, seen
+by running the program the change is about until its fate flips (killed,
+or left alone). Each change is followed by SIGHUP, which is how a reload is
+asked for; a second series, where the daemon can watch its policy directory
+itself, changes the file alone.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import daemon, host_policy
+from bench.binaries import Binaries
+from bench.errors import MeasurementError
+from bench.settings import Settings
+from bench.summary import Summary, optional_summary
+
+RELOAD_TIMEOUT_S = 15.0
+# A daemon that does not notice a changed file by then is taken not to watch.
+WATCH_TIMEOUT_S = 3.0
+POLICY = "bench-reload"
+
+
+@dataclass(frozen=True)
+class StartReload:
+    start_s: Summary
+    compile_s: Summary | None  # what the daemon logged for its BPF compile and load
+    reload_sighup_s: Summary
+    reload_file_only_s: Summary | None  # None: the daemon does not reload on a file change
+
+
+def run(binaries: Binaries, settings: Settings, workdir: Path) -> StartReload:
+    tag = secrets.token_hex(4)
+    blocked = binaries.copy_of_trivial(f"enforcer-bench-{tag}-blocked")
+    flipped = binaries.copy_of_trivial(f"enforcer-bench-{tag}-flipped")
+    policies = workdir / "reload-policies"
+    policies.mkdir()
+    policy_file = policies / "reload.yaml"
+    host_policy.write(policy_file, POLICY, [blocked])
+    starts, compiles = [], []
+    for index in range(settings.starts):
+        run_dir = workdir / f"start-{index}"
+        run_dir.mkdir()
+        with daemon.running(policies, run_dir) as started:
+            starts.append(started.start_seconds)
+            compiled = started.compile_seconds()
+            if compiled is not None:
+                compiles.append(compiled)
+    run_dir = workdir / "reload"
+    run_dir.mkdir()
+    with daemon.running(policies, run_dir) as running:
+        changes = _Changes(running, policy_file, blocked, flipped)
+        by_sighup = [changes.flip(signal_after=True) for _ in range(settings.reloads)]
+        by_file = changes.file_only_series(settings.reloads)
+    return StartReload(
+        start_s=Summary.of(starts),
+        compile_s=optional_summary(compiles),
+        reload_sighup_s=Summary.of(by_sighup),
+        reload_file_only_s=optional_summary(by_file),
+    )
+
+
+class _Changes:
+    """Adds `flipped` to the policy, or takes it out again, and times the effect."""
+
+    def __init__(self, running: daemon.Daemon, policy_file: Path, blocked: Path, flipped: Path):
+        self._daemon = running
+        self._file = policy_file
+        self._blocked = blocked
+        self._flipped = flipped
+        self._flipped_is_blocked = False
+        if _is_killed(flipped):
+            raise MeasurementError(f"{flipped.name} is killed before any policy names it")
+
+    def flip(self, *, signal_after: bool, timeout: float = RELOAD_TIMEOUT_S) -> float:
+        """Seconds from the policy change to the kernel enforcing it."""
+        self._flipped_is_blocked = not self._flipped_is_blocked
+        programs = [self._blocked, self._flipped] if self._flipped_is_blocked else [self._blocked]
+        started = time.monotonic()
+        host_policy.write(self._file, POLICY, programs)
+        if signal_after:
+            self._daemon.reload()
+        self._wait_enforced(started + timeout)
+        return time.monotonic() - started
+
+    def _wait_enforced(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if _is_killed(self._flipped) == self._flipped_is_blocked:
+                return
+        raise MeasurementError("the policy change was not enforced in time")
+
+    def file_only_series(self, count: int) -> list[float]:
+        """Changes with no signal; empty when the daemon does not notice them by itself."""
+        try:
+            first = self.flip(signal_after=False, timeout=WATCH_TIMEOUT_S)
+        except MeasurementError:
+            self._daemon.reload()  # apply the change it did not see, and leave it consistent
+            self._wait_enforced(time.monotonic() + RELOAD_TIMEOUT_S)
+            return []
+        return [first, *(self.flip(signal_after=False) for _ in range(count - 1))]
+
+
+def _is_killed(program: Path) -> bool:
+    """Runs the program once: True when SIGKILL ended it."""
+    pid = os.posix_spawn(program, [str(program)], {})
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL

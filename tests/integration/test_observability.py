@@ -1,0 +1,74 @@
+"""The daemon's Prometheus endpoint and JSON-lines event log, end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import bpf_unavailable_reason, start_daemon
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.root
+
+WAIT_S = 10.0
+POLICY = """\
+apiVersion: enforcer/v1
+kind: ExecPolicy
+metadata:
+  name: observed
+spec:
+  selector:
+    host: true
+  rules:
+    - name: forbidden
+      match:
+        names: [{program}]
+"""
+
+
+def test_metrics_and_event_log_report_a_kill(tmp_path: Path, marker_binary: Path) -> None:
+    if (reason := bpf_unavailable_reason()) is not None:
+        pytest.skip(reason)
+    program = tmp_path / f"enforcer-test-{secrets.token_hex(4)}"
+    shutil.copy2(marker_binary, program)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.yaml").write_text(POLICY.format(program=program.name))
+    events = tmp_path / "events.jsonl"
+    daemon = start_daemon(
+        policies, tmp_path, "--metrics", "127.0.0.1:0", "--event-log", str(events)
+    )
+    try:
+        assert subprocess.run([str(program), "/a", "/b"], check=False).returncode == -9
+        url = re.search(r"metrics on (http://\S+)", daemon.log.read_text())
+        assert url is not None, daemon.log.read_text()
+        deadline = time.monotonic() + WAIT_S
+        while not events.exists() or not events.read_text():
+            assert time.monotonic() < deadline, "no event logged"
+            time.sleep(0.05)
+        logged = json.loads(events.read_text().splitlines()[0])
+        assert (logged["policy"], logged["rule"], logged["action"]) == (
+            "observed",
+            "forbidden",
+            "kill",
+        )
+        assert logged["argv"][1:] == ["/a", "/b"]
+
+        scraped = urllib.request.urlopen(url.group(1), timeout=10).read().decode()
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(scraped)
+            for s in family.samples
+        }
+        labels = (("container", "host"), ("policy", "observed"), ("rule", "forbidden"))
+        assert samples[("enforcer_execs_blocked_total", labels)] == 1
+        assert samples[("enforcer_policies", (("state", "ok"),))] == 1
+    finally:
+        daemon.stop()

@@ -1,0 +1,172 @@
+"""Backend choice from kernel facts: the best usable one, and why the better ones are not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from enforcer import kernel
+from enforcer.errors import KernelSupportError
+from enforcer.kernel import (
+    Backend,
+    BprmLayout,
+    Headers,
+    HeadersState,
+    KernelFacts,
+    choose_backend,
+    classify_headers,
+)
+
+# Debian 12's own kernel, as the VM tests boot it: everything is there.
+DEBIAN = KernelFacts(
+    release="6.1.0-26-amd64",
+    kprobes=True,
+    syscall_tracepoints=True,
+    ring_buffer=True,
+    root=True,
+    btf=True,
+    cgroup_tracepoints=True,
+    send_signal=True,
+    lsm_active=("lockdown", "capability", "landlock", "yama", "apparmor", "bpf"),
+    lsm_load_error=None,
+    bprm_layout=BprmLayout(filename=96, interp=104),
+    cgroup2="/sys/fs/cgroup",
+    headers=Headers(
+        HeadersState.MATCHING, "/usr/src/linux-headers-6.1.0-26-amd64", "6.1.0-26-amd64"
+    ),
+    lockdown="none",
+)
+EPERM = "BPF_PROG_LOAD: EPERM (Operation not permitted)"
+# This machine: no kprobes, bpf listed but LSM programs refused, another kernel's headers.
+THIS_MACHINE = replace(
+    DEBIAN,
+    release="6.18.44-fc-v782",
+    kprobes=False,
+    lsm_load_error=EPERM,
+    headers=Headers(
+        HeadersState.MISMATCHED, "/usr/src/linux-headers-6.1.0-26-amd64", "6.1.0-26-amd64"
+    ),
+    cgroup2="/sys/fs/cgroup/unified",
+    lockdown="integrity",
+)
+
+
+def test_lsm_is_chosen_where_lsm_programs_load() -> None:
+    choice = choose_backend(DEBIAN)
+    assert choice.backend is Backend.LSM
+    assert "EPERM" in choice.reason and "before the new program is loaded" in choice.reason
+
+
+def test_kprobe_is_next_and_the_reason_says_why_not_lsm() -> None:
+    choice = choose_backend(replace(DEBIAN, lsm_load_error=EPERM))
+    assert choice.backend is Backend.KPROBE
+    assert f"not lsm: the kernel refuses BPF LSM programs ({EPERM})" in choice.reason
+
+
+def test_this_machine_gets_tracepoints_with_both_reasons() -> None:
+    choice = choose_backend(THIS_MACHINE)
+    assert choice.backend is Backend.TRACEPOINT
+    assert "not lsm: the kernel refuses BPF LSM programs" in choice.reason
+    assert "not kprobe: the kernel has no kprobes" in choice.reason
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"lsm_active": ("lockdown", "capability")}, "bpf is not an active LSM"),
+        ({"btf": False, "bprm_layout": None}, "no BTF"),
+        ({"bprm_layout": None}, "does not describe struct linux_binprm"),
+    ],
+)
+def test_lsm_needs_the_lsm_listed_btf_and_the_bprm_layout(
+    change: dict[str, object], why: str
+) -> None:
+    facts = replace(DEBIAN, **change)  # type: ignore[arg-type]
+    assert kernel.backend_problems(facts, Backend.LSM)
+    assert why in " ".join(kernel.backend_problems(facts, Backend.LSM))
+    assert choose_backend(facts).backend is Backend.KPROBE
+
+
+def test_mismatched_headers_do_not_rule_out_lsm_offsets_come_from_btf() -> None:
+    facts = replace(THIS_MACHINE, lsm_load_error=None)
+    assert choose_backend(facts).backend is Backend.LSM
+
+
+def test_forcing_an_unusable_backend_says_why_and_what_auto_would_choose() -> None:
+    with pytest.raises(KernelSupportError) as error:
+        choose_backend(THIS_MACHINE, Backend.LSM)
+    assert "--backend lsm" in str(error.value) and EPERM in str(error.value)
+    assert "--backend auto (it chooses tracepoint)" in str(error.value)
+    with pytest.raises(KernelSupportError, match="no kprobes"):
+        choose_backend(THIS_MACHINE, Backend.KPROBE)
+
+
+def test_a_usable_backend_can_be_forced() -> None:
+    assert choose_backend(DEBIAN, Backend.TRACEPOINT) == kernel.BackendChoice(
+        Backend.TRACEPOINT, "forced by --backend"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"headers": Headers(HeadersState.MISSING, "", "")}, "no kernel headers"),
+        ({"lockdown": "confidentiality"}, "lockdown=confidentiality"),
+        ({"send_signal": False}, "bpf_send_signal_thread"),
+        ({"cgroup_tracepoints": False}, "cgroup:cgroup_mkdir"),
+    ],
+)
+def test_what_every_backend_needs_leaves_none_when_missing(
+    change: dict[str, object], why: str
+) -> None:
+    facts = replace(DEBIAN, **change)  # type: ignore[arg-type]
+    with pytest.raises(KernelSupportError, match="offers no way to enforce") as error:
+        choose_backend(facts)
+    assert why in str(error.value)
+
+
+def test_headers_are_classified_against_the_running_release() -> None:
+    assert classify_headers("6.1.0-26-amd64", "6.1.0-26-amd64") is HeadersState.MATCHING
+    assert classify_headers("6.18.44-fc-v782", "6.1.0-26-amd64") is HeadersState.MISMATCHED
+    assert classify_headers("6.18.44-fc-v782", None) is HeadersState.MISSING
+
+
+def _header_tree(root: Path, made_for: str) -> Path:
+    tree = root / f"linux-headers-{made_for}"
+    (tree / "include" / "generated").mkdir(parents=True)
+    (tree / "include" / "generated" / "utsrelease.h").write_text(
+        f'#define UTS_RELEASE "{made_for}"\n'
+    )
+    return tree
+
+
+def test_a_build_link_to_another_kernels_headers_is_mismatched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kernel, "MODULES", tmp_path / "modules")
+    monkeypatch.setattr(kernel, "KHEADERS", tmp_path / "no-kheaders")
+    (tmp_path / "modules" / "6.18.44").mkdir(parents=True)
+    (tmp_path / "modules" / "6.18.44" / "build").symlink_to(_header_tree(tmp_path, "6.1.0-26"))
+    (tmp_path / "modules" / "6.1.0-26").mkdir(parents=True)
+    (tmp_path / "modules" / "6.1.0-26" / "build").symlink_to(_header_tree(tmp_path, "6.1.0-26x"))
+
+    other = kernel.probe_headers("6.18.44")
+    assert (other.state, other.release) == (HeadersState.MISMATCHED, "6.1.0-26")
+    assert other.path == str(tmp_path / "linux-headers-6.1.0-26")
+    assert kernel.probe_headers("6.1.0-26").state is HeadersState.MISMATCHED
+    assert kernel.probe_headers("5.10.0").state is HeadersState.MISSING
+
+
+def test_matching_headers_and_kheaders_count_as_matching(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kernel, "MODULES", tmp_path / "modules")
+    monkeypatch.setattr(kernel, "KHEADERS", tmp_path / "kheaders.tar.xz")
+    (tmp_path / "modules" / "6.1.0-26").mkdir(parents=True)
+    (tmp_path / "modules" / "6.1.0-26" / "build").symlink_to(_header_tree(tmp_path, "6.1.0-26"))
+    assert kernel.probe_headers("6.1.0-26").state is HeadersState.MATCHING
+
+    (tmp_path / "kheaders.tar.xz").write_bytes(b"")
+    assert kernel.probe_headers("6.2.0").state is HeadersState.MATCHING
