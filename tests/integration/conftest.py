@@ -144,3 +144,35 @@ def daemon_factory(tmp_path: Path) -> Iterator[Any]:
     yield start
     for daemon in started:
         daemon.stop()
+
+
+HOST_POLICY = """\
+apiVersion: enforcer/v1
+kind: ExecPolicy
+metadata:
+  name: {name}
+spec:
+  mode: {mode}
+  selector:
+    host: true
+  rules:
+    - name: forbidden
+      match:
+        names: [{program}]
+"""
+
+
+def host_policy(program: Path, name: str = "host-test", mode: str = "enforce") -> str:
+    """A policy that reaches the host: it names only `program`, made for the test."""
+    return HOST_POLICY.format(name=name, mode=mode, program=program.name)
+
+
+@pytest.fixture
+def program(tmp_path: Path, marker_binary: Path) -> Path:
+    """A copy of the marker program under a name unique to this test."""
+    if (reason := bpf_unavailable_reason()) is not None:
+        pytest.skip(reason)
+    path = tmp_path / "bin" / f"enforcer-test-{secrets.token_hex(4)}"
+    path.parent.mkdir(exist_ok=True)
+    shutil.copy2(marker_binary, path)
+    return path

@@ -15,36 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason, start_daemon
+from conftest import RunningDaemon, host_policy, start_daemon
 
 pytestmark = pytest.mark.root
 
 NOBODY = 65534
 FOLLOW_TIMEOUT_S = 30.0
-
-POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: socket-test
-spec:
-  selector:
-    host: true
-  rules:
-    - name: forbidden
-      match:
-        names: [{program}]
-"""
-
-
-@pytest.fixture
-def program(tmp_path: Path, marker_binary: Path) -> Path:
-    if (reason := bpf_unavailable_reason()) is not None:
-        pytest.skip(reason)
-    path = tmp_path / "bin" / f"enforcer-test-{secrets.token_hex(4)}"
-    path.parent.mkdir()
-    shutil.copy2(marker_binary, path)
-    return path
 
 
 @pytest.fixture
@@ -62,7 +38,7 @@ def run_dir() -> Iterator[Path]:
 def daemon(tmp_path: Path, program: Path, run_dir: Path) -> Iterator[RunningDaemon]:
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "p.yaml").write_text(POLICY.format(program=program.name))
+    (policies / "p.yaml").write_text(host_policy(program, name="socket-test"))
     running = start_daemon(policies, tmp_path, socket=run_dir / "control" / "enforcer.sock")
     yield running
     running.stop()
@@ -164,7 +140,7 @@ def test_socket_admits_members_of_group_enforcer(
 ) -> None:
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "p.yaml").write_text(POLICY.format(program=program.name))
+    (policies / "p.yaml").write_text(host_policy(program, name="socket-test"))
     daemon = start_daemon(policies, tmp_path, socket=run_dir / "control" / "enforcer.sock")
     try:
         member = cli_as(NOBODY, NOBODY, str(enforcer_gid), "status", "--socket", str(daemon.socket))

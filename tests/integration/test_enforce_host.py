@@ -15,27 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason
+from conftest import RunningDaemon, bpf_unavailable_reason, host_policy
 
 pytestmark = pytest.mark.root
 
 RELOAD_TIMEOUT_S = 10.0
-
-POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: host-test
-spec:
-  mode: {mode}
-  selector:
-    host: true
-  rules:
-    - name: forbidden
-      action: kill
-      match:
-        names: [{name}]
-"""
 
 
 @pytest.fixture
@@ -79,7 +63,7 @@ def test_killed_program_runs_none_of_its_own_code(
     blocked, allowed = programs
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "host.yaml").write_text(POLICY.format(mode="enforce", name=blocked.name))
+    (policies / "host.yaml").write_text(host_policy(blocked, mode="enforce"))
     daemon = daemon_factory(policies)
 
     assert run_marker(blocked, tmp_path / "blocked-ran") == -signal.SIGKILL
@@ -96,11 +80,11 @@ def test_sighup_reload_switches_enforce_to_audit(
     policies = tmp_path / "policies"
     policies.mkdir()
     policy_file = policies / "host.yaml"
-    policy_file.write_text(POLICY.format(mode="enforce", name=blocked.name))
+    policy_file.write_text(host_policy(blocked, mode="enforce"))
     daemon = daemon_factory(policies)
     assert run_marker(blocked, tmp_path / "first") == -signal.SIGKILL
 
-    policy_file.write_text(POLICY.format(mode="audit", name=blocked.name))
+    policy_file.write_text(host_policy(blocked, mode="audit"))
     daemon.process.send_signal(signal.SIGHUP)
     wait_for(daemon, lambda s: s["policies"][0]["mode"] == "audit")
 
@@ -116,14 +100,16 @@ def test_bad_policy_on_reload_changes_nothing(
     policies = tmp_path / "policies"
     policies.mkdir()
     policy_file = policies / "host.yaml"
-    policy_file.write_text(POLICY.format(mode="enforce", name=blocked.name))
+    policy_file.write_text(host_policy(blocked, mode="enforce"))
     daemon = daemon_factory(policies)
 
-    policy_file.write_text(POLICY.format(mode="audit", name=blocked.name) + "  typo: 1\n")
+    audit = host_policy(blocked, mode="audit")
+    policy_file.write_text(audit + "  typo: 1\n")
+    typo_line = len(audit.splitlines()) + 1
     daemon.process.send_signal(signal.SIGHUP)
     status = wait_for(daemon, lambda s: bool(s["problems"]))
 
-    assert "host.yaml:14: spec.typo: unknown key 'typo'" in status["problems"][0]
+    assert f"host.yaml:{typo_line}: spec.typo: unknown key 'typo'" in status["problems"][0]
     assert status["policies"][0]["mode"] == "enforce"
     assert run_marker(blocked, tmp_path / "still-blocked") == -signal.SIGKILL
     assert not (tmp_path / "still-blocked").exists()

@@ -16,38 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import bpf_unavailable_reason
+from conftest import host_policy
 
 pytestmark = pytest.mark.root
 
 CHANGE_TIMEOUT_S = 5.0
 KILLED = -signal.SIGKILL
-
-POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: {name}
-spec:
-  mode: {mode}
-  selector:
-    host: true
-  rules:
-    - name: forbidden
-      match:
-        names: [{program}]
-"""
-
-
-@pytest.fixture
-def program(tmp_path: Path, marker_binary: Path) -> Path:
-    reason = bpf_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    path = tmp_path / "bin" / f"enforcer-test-{secrets.token_hex(4)}"
-    path.parent.mkdir()
-    shutil.copy2(marker_binary, path)
-    return path
 
 
 @pytest.fixture
@@ -63,7 +37,7 @@ def outcome(program: Path) -> int:
 
 
 def write_policy(path: Path, program: Path, mode: str = "enforce", name: str = "hot") -> None:
-    path.write_text(POLICY.format(name=name, mode=mode, program=program.name))
+    path.write_text(host_policy(program, name=name, mode=mode))
     path.chmod(0o644)
 
 

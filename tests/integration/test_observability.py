@@ -4,43 +4,24 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import bpf_unavailable_reason, start_daemon
+from conftest import host_policy, start_daemon
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.root
 
 WAIT_S = 10.0
-POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: observed
-spec:
-  selector:
-    host: true
-  rules:
-    - name: forbidden
-      match:
-        names: [{program}]
-"""
 
 
-def test_metrics_and_event_log_report_a_kill(tmp_path: Path, marker_binary: Path) -> None:
-    if (reason := bpf_unavailable_reason()) is not None:
-        pytest.skip(reason)
-    program = tmp_path / f"enforcer-test-{secrets.token_hex(4)}"
-    shutil.copy2(marker_binary, program)
+def test_metrics_and_event_log_report_a_kill(tmp_path: Path, program: Path) -> None:
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "p.yaml").write_text(POLICY.format(program=program.name))
+    (policies / "p.yaml").write_text(host_policy(program, name="observed"))
     events = tmp_path / "events.jsonl"
     daemon = start_daemon(
         policies, tmp_path, "--metrics", "127.0.0.1:0", "--event-log", str(events)

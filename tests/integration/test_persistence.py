@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason, start_daemon
+from conftest import RunningDaemon, host_policy, start_daemon
 
 pytestmark = pytest.mark.root
-
-POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: persistent
-spec:
-  selector:
-    host: true
-  rules:
-    - name: forbidden
-      match:
-        names: [{program}]
-"""
-
-
-@pytest.fixture
-def program(tmp_path: Path, marker_binary: Path) -> Path:
-    if (reason := bpf_unavailable_reason()) is not None:
-        pytest.skip(reason)
-    path = tmp_path / "bin" / f"enforcer-test-{secrets.token_hex(4)}"
-    path.parent.mkdir()
-    shutil.copy2(marker_binary, path)
-    return path
 
 
 def blocked(daemon: RunningDaemon) -> int:
@@ -51,7 +26,7 @@ def kill_attempts(program: Path, times: int) -> None:
 def test_counters_survive_a_restart(tmp_path: Path, program: Path, stop: str) -> None:
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "p.yaml").write_text(POLICY.format(program=program.name))
+    (policies / "p.yaml").write_text(host_policy(program, name="persistent"))
     pin_dir = Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
     first = start_daemon(policies, tmp_path, pin_dir=pin_dir)
     second: RunningDaemon | None = None
