@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import bpf_unavailable_reason
+from conftest import host_policy
 
 pytestmark = pytest.mark.root
 
@@ -98,8 +98,9 @@ def test_unit_is_a_notify_service_with_watchdog_and_reload() -> None:
     assert service["Restart"] == ["on-failure"]
     assert service["WatchdogSec"] and service["WatchdogSec"][0] != "0"
     assert service["ExecStart"][0].startswith(f"{INSTALLED_ENFORCER} ")
-    assert " run --policies ${ENFORCER_POLICIES} --socket ${ENFORCER_SOCKET}" in (
-        service["ExecStart"][0]
+    assert (
+        " run --policies ${ENFORCER_POLICIES} --socket ${ENFORCER_SOCKET}"
+        in (service["ExecStart"][0])
     )
     assert service["RuntimeDirectory"] == ["enforcer"]
     assert service["StateDirectory"] == ["enforcer"]
@@ -114,7 +115,7 @@ def test_unit_is_hardened() -> None:
         "PrivateTmp": "yes",
         "PrivateDevices": "yes",
         "PrivateNetwork": "yes",
-        "ProtectKernelTunables": "yes",
+        "IPAddressDeny": "any",
         "ProtectControlGroups": "yes",
         "ProtectClock": "yes",
         "ProtectHostname": "yes",
@@ -140,9 +141,11 @@ def test_unit_is_hardened() -> None:
         "CAP_SYSLOG",
     }
     assert "AmbientCapabilities" not in service
-    assert "/sys/fs/bpf/enforcer" in " ".join(service["ReadWritePaths"]).split()
+    # Writable: only the pins, besides the runtime and state directories.
+    assert "-/sys/fs/bpf/enforcer" in " ".join(service["ReadWritePaths"]).split()
+    assert {"/sys", "/proc/sys"} <= set(" ".join(service["ReadOnlyPaths"]).split())
     assert service["SystemCallFilter"][0].startswith("@system-service ")
-    assert set(service["RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    assert service["RestrictAddressFamilies"] == ["AF_UNIX"]
 
 
 def test_every_config_file_option_reaches_the_command_line() -> None:
@@ -185,7 +188,8 @@ def install_layout(tmp_path: Path) -> Iterator[dict[str, Path | str]]:
     }
     yield layout
     group = str(layout["SERVICE_GROUP"])
-    if subprocess.run(["getent", "group", group], capture_output=True).returncode == 0:
+    known = subprocess.run(["getent", "group", group], capture_output=True, check=False)
+    if known.returncode == 0:
         subprocess.run(["groupdel", group], check=False)
 
 
@@ -246,22 +250,6 @@ def test_make_install_then_uninstall(install_layout: dict[str, Path | str]) -> N
 
 # --- The daemon's side of Type=notify -----------------------------------------
 
-POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: notify-test
-spec:
-  mode: enforce
-  selector:
-    host: true
-  rules:
-    - name: forbidden
-      action: kill
-      match:
-        names: [{name}]
-"""
-
 
 class NotifySocket:
     """What systemd listens on: datagrams of KEY=value lines, with the sender's pid."""
@@ -314,27 +302,24 @@ def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
 
 
 def test_daemon_is_ready_only_when_enforcing_and_frames_reloads(
-    tmp_path: Path, marker_binary: Path, notify_socket: NotifySocket
+    tmp_path: Path, program: Path, notify_socket: NotifySocket
 ) -> None:
     if "Notifier" not in DAEMON_SOURCE.read_text():
         pytest.skip("enforcer/daemon.py does not call enforcer.notify.Notifier yet")
-    reason = bpf_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    blocked = tmp_path / f"enforcer-test-{secrets.token_hex(4)}-notify"
-    shutil.copy2(marker_binary, blocked)
+    blocked = program
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "host.yaml").write_text(POLICY.format(name=blocked.name))
+    (policies / "host.yaml").write_text(host_policy(blocked))
     env = {**os.environ, "NOTIFY_SOCKET": str(notify_socket.path)}
     env["WATCHDOG_USEC"] = str(WATCHDOG_USEC)
+    # Pins and state of its own, not those of an installed service.
+    pin_dir = Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
     argv = [sys.executable, "-m", "enforcer", "run", "--policies", str(policies)]
+    argv += ["--socket", str(tmp_path / "enforcer.sock"), "--pin-dir", str(pin_dir)]
+    argv += ["--state-dir", str(tmp_path / "state")]
     log = tmp_path / "daemon.log"
     with log.open("wb") as out:
-        daemon = subprocess.Popen(
-            [*argv, "--socket", str(tmp_path / "enforcer.sock")],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        daemon = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         messages, senders = notify_socket.wait_for("READY", READY_TIMEOUT_S)
         # Ready means enforcing, at that very moment.
@@ -358,9 +343,8 @@ def test_daemon_is_ready_only_when_enforcing_and_frames_reloads(
         reloading, _ = notify_socket.wait_for("RELOADING", MESSAGE_TIMEOUT_S)
         assert "MONOTONIC_USEC" in reloading[-1]
         notify_socket.wait_for("READY", MESSAGE_TIMEOUT_S)
-        assert subprocess.run([str(blocked), str(tmp_path / "ran")]).returncode == (
-            -signal.SIGKILL
-        )
+        again = subprocess.run([str(blocked), str(tmp_path / "ran")], check=False)
+        assert again.returncode == -signal.SIGKILL
 
         daemon.send_signal(signal.SIGTERM)
         notify_socket.wait_for("STOPPING", MESSAGE_TIMEOUT_S)
@@ -369,4 +353,5 @@ def test_daemon_is_ready_only_when_enforcing_and_frames_reloads(
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
+        shutil.rmtree(pin_dir, ignore_errors=True)
         print(log.read_text())
