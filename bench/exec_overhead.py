@@ -21,6 +21,7 @@ from bench.binaries import Binaries
 from bench.cgroup import bench_cgroup
 from bench.errors import MeasurementError
 from bench.neighbours import Neighbours
+from bench.progress import say
 from bench.settings import Settings
 from bench.spawn import LoopResult, run_loop
 from bench.summary import Summary, optional_summary
@@ -127,11 +128,11 @@ def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecO
     with bpfstats.stats_enabled(), bench_cgroup() as (cgroup, cgroup_id):
         runner = _Runner(binaries, settings, cgroup, neighbours)
         load = _Load(choice.backend, facts.ring_buffer, cgroup_id)
+        label = "execsnoop" if failure is None else "execsnoop (tracepoint stand-in)"
         (snoop,) = _measure(
-            runner, settings, lambda: _execsnoop_attached(tracer_argv, runner.own_pids),
+            runner, settings, label, lambda: _execsnoop_attached(tracer_argv, runner.own_pids),
             [cgroup],
         )  # fmt: skip
-        label = "execsnoop" if failure is None else "execsnoop (tracepoint stand-in)"
         rows = [_finish(snoop, label, "execsnoop", None, None, exec_from=SELECTED)]
         for rules, containers in settings.configs:
             largest = (rules, containers) == max(settings.configs)
@@ -168,7 +169,7 @@ def _enforcer_rows(
     label = f"enforcer {rules} rules x {containers} containers"
     wheres: list[Path | None] = [runner.cgroup, None] if unselected else [runner.cgroup]
     samples = _measure(
-        runner, settings, lambda: _enforcer_attached(load, rules, containers), wheres
+        runner, settings, label, lambda: _enforcer_attached(load, rules, containers), wheres
     )
     return [
         _finish(
@@ -184,10 +185,12 @@ def _enforcer_rows(
 
 
 def _measure(
-    runner: _Runner, settings: Settings, attach: Attach, wheres: Sequence[Path | None]
-) -> list[_Samples]:
+    runner: _Runner, settings: Settings, label: str, attach: Attach,
+    wheres: Sequence[Path | None],
+) -> list[_Samples]:  # fmt: skip
     samples = [_Samples() for _ in wheres]
     for round_index in range(settings.rounds):
+        say(f"  {label}: round {round_index + 1} of {settings.rounds}")
         measured = runner.paired_round(attach, wheres, round_index)
         for sample, (attached_us, baseline_us, bpf_ns) in zip(samples, measured, strict=True):
             sample.attached_us.append(attached_us)

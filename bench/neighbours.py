@@ -9,12 +9,14 @@ regardless, and what was still there is recorded for the results to name.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import bpfstats
+from bench.progress import say
 
 POLL_S = 1.0
 # CPU use by others, as a share of all CPUs, above which the machine is busy.
@@ -46,7 +48,7 @@ class Neighbours:
         """Waits until the machine is quiet, while the budget lasts; records what was not."""
         mine = set(own_pids)
         self._measurements += 1
-        while True:
+        for attempt in itertools.count():
             hooks = [
                 f"pid {h.pid} ({_command(h.pid)}) on {h.attach}"
                 for h in bpfstats.foreign_exec_hooks(mine)
@@ -59,6 +61,9 @@ class Neighbours:
                 self._hooks.update(hooks)
                 self._busiest = max(self._busiest, busy)
                 return
+            if attempt == 0:
+                what = [*hooks, f"CPUs {100 * busy:.0f}% busy"]
+                say(f"  waiting for a quiet machine ({'; '.join(what)})")
             time.sleep(POLL_S)
             self._waited_s += POLL_S + BUSY_SAMPLE_S
 

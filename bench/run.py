@@ -20,6 +20,7 @@ from bench import exec_overhead, machine, plot, race, report, start_reload, stor
 from bench.binaries import Binaries, build
 from bench.errors import BenchError
 from bench.neighbours import Neighbours
+from bench.progress import say
 from bench.results import Results
 from bench.settings import SETTINGS, Mode
 from enforcer import kernel
@@ -39,7 +40,7 @@ def main() -> None:
     except EnforcerError as e:
         sys.exit(f"bench: {e}")
     except KeyboardInterrupt:
-        _say("interrupted; what the suite had started is stopped and removed")
+        say("interrupted; what the suite had started is stopped and removed")
         code = 130
     sys.exit(code)
 
@@ -87,23 +88,19 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _say(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} bench: {message}", file=sys.stderr, flush=True)
-
-
 def _run(mode: Mode, sections: list[str], workdir: Path, neighbours: Neighbours) -> Results:
     results = Results(machine=machine.describe(), settings=SETTINGS[mode])
     binaries = build(workdir)
     for name in sections:
-        _say(f"{name} ({mode} run)")
+        say(f"{name} ({mode} run)")
         neighbours.settle()
         started = time.monotonic()
         try:
             _measure(name, results, binaries, workdir, neighbours)
         except (BenchError, EnforcerError) as e:
             results.errors[name] = str(e)
-            _say(f"{name} failed: {e}")
-        _say(f"{name} done in {time.monotonic() - started:.0f} s")
+            say(f"{name} failed: {e}")
+        say(f"{name} done in {time.monotonic() - started:.0f} s")
     results.quietness = neighbours.quietness()
     return results
 
@@ -116,9 +113,9 @@ def _measure(
         case "exec":
             results.exec_overhead = exec_overhead.run(binaries, settings, neighbours)
         case "start-reload":
-            results.start_reload = start_reload.run(binaries, settings, workdir)
+            results.start_reload = start_reload.run(binaries, settings, workdir, neighbours)
         case "storm":
-            results.storm = storm.run(binaries, settings, workdir)
+            results.storm = storm.run(binaries, settings, workdir, neighbours)
         case "race":
             results.race = race.run(settings, workdir)
 
@@ -129,12 +126,12 @@ def _write(results: Results, out: Path, *, readme: bool) -> None:
         plot.write(results, out / "results.png")
     except BenchError as e:
         results.errors["plot"] = str(e)
-        _say(f"no plot: {e}")
+        say(f"no plot: {e}")
     results.write_json(out / "results.json")
     if readme:
         block = report.markdown(report.tables(results))
         report.update_readme(BENCH_DIR / "README.md", block)
-    _say(
+    say(
         f"wrote {out / 'results.json'}, {out / 'results.png'}"
         + (" and README.md" if readme else "")
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 from bench import daemon, host_policy
 from bench.binaries import Binaries
 from bench.errors import MeasurementError
+from bench.neighbours import Neighbours
 from bench.settings import Settings
 from bench.summary import Summary, optional_summary
 
@@ -38,7 +39,9 @@ class StartReload:
     reload_file_only_s: Summary | None  # None: the daemon does not reload on a file change
 
 
-def run(binaries: Binaries, settings: Settings, workdir: Path) -> StartReload:
+def run(
+    binaries: Binaries, settings: Settings, workdir: Path, neighbours: Neighbours
+) -> StartReload:
     tag = secrets.token_hex(4)
     blocked = binaries.copy_of_trivial(f"enforcer-bench-{tag}-blocked")
     flipped = binaries.copy_of_trivial(f"enforcer-bench-{tag}-flipped")
@@ -50,6 +53,7 @@ def run(binaries: Binaries, settings: Settings, workdir: Path) -> StartReload:
     for index in range(settings.starts):
         run_dir = workdir / f"start-{index}"
         run_dir.mkdir()
+        neighbours.settle()
         with daemon.running(policies, run_dir) as started:
             starts.append(started.start_seconds)
             compiled = started.compile_seconds()
@@ -58,6 +62,7 @@ def run(binaries: Binaries, settings: Settings, workdir: Path) -> StartReload:
     run_dir = workdir / "reload"
     run_dir.mkdir()
     with daemon.running(policies, run_dir) as running:
+        neighbours.settle([running.pid])
         changes = _Changes(running, policy_file, blocked, flipped)
         by_sighup = [changes.flip(signal_after=True) for _ in range(settings.reloads)]
         by_file = changes.file_only_series(settings.reloads)

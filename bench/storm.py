@@ -17,6 +17,7 @@ from pathlib import Path
 from bench import daemon, host_policy
 from bench.binaries import Binaries
 from bench.errors import MeasurementError
+from bench.neighbours import Neighbours
 from bench.proc import Memory
 from bench.settings import Settings
 from bench.spawn import LoopResult, finish_loop, start_loop
@@ -46,7 +47,7 @@ class Storm:
     counters_exact: bool  # the counted growth equals the attempts exactly
 
 
-def run(binaries: Binaries, settings: Settings, workdir: Path) -> Storm:
+def run(binaries: Binaries, settings: Settings, workdir: Path, neighbours: Neighbours) -> Storm:
     target = binaries.copy_of_trivial(f"enforcer-bench-{secrets.token_hex(4)}-storm")
     policies = workdir / "storm-policies"
     policies.mkdir()
@@ -55,6 +56,7 @@ def run(binaries: Binaries, settings: Settings, workdir: Path) -> Storm:
     run_dir.mkdir()
     with daemon.running(policies, run_dir) as running:
         time.sleep(IDLE_SETTLE_S)
+        neighbours.settle([running.pid])
         memory_idle = running.memory()
         drops_before = int(running.cli_json("status")["event_drops"])
         counted_before = running.blocked(POLICY)

@@ -95,10 +95,36 @@ static __always_inline void count_hit(u64 cgroup_id, const struct hit *hit)
 
 typedef const char __user *const __user *argv_t;
 
+#ifdef BACKEND_LSM
+/* The LSM hook has no argv of its own: it passes ARGV_OF_SYSCALL, and the
+ * argv the execve or execveat syscall was given is read only when an event
+ * is sent, from the registers the syscall entry saved (struct pt_regs is the
+ * x86-64 ABI's layout, the same in every kernel's headers). */
+#define ARGV_OF_SYSCALL ((argv_t)1)
+#define NR_EXECVE 59
+#define NR_EXECVEAT 322
+
+static __always_inline argv_t syscall_argv(void)
+{
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    u64 nr = 0, argv = 0;
+    bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax);
+    if (nr == NR_EXECVE)
+        bpf_probe_read_kernel(&argv, sizeof(argv), &regs->si);
+    else if (nr == NR_EXECVEAT)
+        bpf_probe_read_kernel(&argv, sizeof(argv), &regs->dx);
+    return (argv_t)argv;
+}
+#endif
+
 /* The first arguments of the exec, for the event a person reads. */
 static __always_inline void copy_args(struct event *event, argv_t argv)
 {
     event->argc = 0;
+#ifdef BACKEND_LSM
+    if (argv == ARGV_OF_SYSCALL)
+        argv = syscall_argv();
+#endif
     if (!argv)
         return;
 #pragma unroll
@@ -383,7 +409,7 @@ LSM_PROBE(bprm_check_security, struct linux_binprm *bprm)
      * interp set apart from filename: the syscall hooks see one exec, so do we. */
     if (!filename || interp != filename)
         return 0;
-    int verdict = on_exec(ctx, (const char __user *)filename, 0);
+    int verdict = on_exec(ctx, (const char __user *)filename, ARGV_OF_SYSCALL);
     return verdict ? -EPERM : 0;
 }
 #elif defined(BACKEND_KPROBE)

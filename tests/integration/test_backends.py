@@ -14,6 +14,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ import pytest
 from conftest import RunningDaemon, bpf_unavailable_reason, requested_backend
 
 pytestmark = pytest.mark.root
+
+EVENT_TIMEOUT_S = 10.0
 
 POLICY = """\
 apiVersion: enforcer/v1
@@ -63,6 +66,16 @@ def start(daemon_factory: Any, tmp_path: Path, action: str, name: str) -> Runnin
     return daemon
 
 
+def events(daemon: RunningDaemon, count: int) -> list[dict[str, Any]]:
+    """The daemon's recent denials, once `count` have arrived from the kernel."""
+    deadline = time.monotonic() + EVENT_TIMEOUT_S
+    while True:
+        recent: list[dict[str, Any]] = daemon.ask("events")["events"]
+        if len(recent) >= count or time.monotonic() > deadline:
+            return recent
+        time.sleep(0.05)
+
+
 def counts(daemon: RunningDaemon) -> tuple[int, int]:
     policy = next(p for p in daemon.ask("stats")["policies"] if p["name"] == "backend-test")
     return policy["blocked"], policy["audited"]
@@ -74,7 +87,7 @@ def test_deny_fails_the_exec_with_eperm_on_lsm_and_kills_elsewhere(
     daemon = start(daemon_factory, tmp_path, "deny", program.name)
     marker = tmp_path / "ran"
 
-    if daemon.ask("status")["backend"] == "lsm":
+    if lsm := daemon.ask("status")["backend"] == "lsm":
         with pytest.raises(PermissionError) as refused:
             subprocess.run([str(program), str(marker)], check=False)
         assert refused.value.errno == errno.EPERM
@@ -85,6 +98,8 @@ def test_deny_fails_the_exec_with_eperm_on_lsm_and_kills_elsewhere(
         assert "deny rules kill instead" in daemon.log.read_text()
     assert not marker.exists()
     assert counts(daemon) == (1, 0)
+    [event] = events(daemon, 1)
+    assert (event["action"], event["filename"]) == ("deny" if lsm else "kill", str(program))
 
 
 def test_deny_through_execveat_is_refused_by_name(
@@ -118,11 +133,17 @@ def test_kill_runs_none_of_the_programs_code(
     daemon = start(daemon_factory, tmp_path, "kill", program.name)
     marker = tmp_path / "ran"
 
-    assert subprocess.run([str(program), str(marker)], check=False).returncode == -signal.SIGKILL
-    assert subprocess.run([str(program), str(marker)], check=False).returncode == -signal.SIGKILL
+    # Short arguments: the kernel reports each cut to abi.ARG_LEN bytes.
+    for args in (["ran"], ["ran", "x"]):
+        run = subprocess.run([str(program), *args], cwd=tmp_path, check=False)
+        assert run.returncode == -signal.SIGKILL
 
     assert not marker.exists()
     assert counts(daemon) == (2, 0)
+    assert [(e["action"], e["filename"], e["argv"][1:]) for e in events(daemon, 2)] == [
+        ("kill", str(program), ["ran"]),
+        ("kill", str(program), ["ran", "x"]),
+    ]
 
 
 def test_audit_lets_the_program_run_and_counts_it(

@@ -5,7 +5,8 @@ and `kprobe` backends are tested on a second kernel: Debian's 6.1, which has
 both, booted with TCG (no KVM here). The VM shares the host's / read-only over
 9p with a tmpfs overlay on top (init.sh), so it runs this checkout, its .venv,
 bcc and the 6.1 headers exactly as they are on the host; only the kernel
-differs. Each backend gets a fresh boot, in which guest.sh runs the steps
+differs. Each backend gets a fresh boot (both at once: a BCC compile uses
+one CPU, and the host has two), in which guest.sh runs the steps
 written here: `enforcer doctor --json`, a measurement of the BCC compile time
 and the per-exec cost (measure.py), then pytest with ENFORCER_BACKEND set.
 Results come back through a second, writable 9p share.
@@ -36,6 +37,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -54,7 +56,7 @@ DEFAULT_TESTS = (
     "tests/integration/test_backends.py",
     "tests/integration/test_enforce_host.py",
     "tests/integration/test_bpf_program.py",
-    "tests/integration/test_doctor.py",
+    "tests/integration/test_doctor_live.py",
 )
 MEMORY = "3G"
 BOOT_TIMEOUT_S = 40 * 60
@@ -63,6 +65,27 @@ PR_SET_PDEATHSIG = 1
 
 class VmError(RuntimeError):
     """Raised when the VM cannot be prepared or booted: says what is missing and what to do."""
+
+
+class Fleet:
+    """The qemu processes running now, so that a signal to the driver stops them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def add(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._processes.append(process)
+
+    def remove(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._processes.remove(process)
+
+    def kill_all(self) -> None:
+        with self._lock:
+            for process in self._processes:
+                process.kill()
 
 
 @dataclass(frozen=True)
@@ -195,6 +218,8 @@ def steps_script(repo: Path, backend: str, tests: Sequence[str], pytest_args: Se
     pytest = shlex.join(
         [
             "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=-ra", "-v",
+            # A test hung in the VM shows where it hangs (traceback dumped to the console).
+            "-o", "faulthandler_timeout=600",
             "--junitxml=/vm-results/junit.xml", *tests, *pytest_args,
         ]
     )  # fmt: skip
@@ -211,7 +236,9 @@ def steps_script(repo: Path, backend: str, tests: Sequence[str], pytest_args: Se
     )
 
 
-def run_vm(kernel: Kernel, initramfs: Path, share: Path, timeout: float, tag: str) -> int | None:
+def run_vm(
+    kernel: Kernel, initramfs: Path, share: Path, *, timeout: float, tag: str, fleet: Fleet
+) -> int | None:
     """Boots, streams the console prefixed with `tag`; the guest's exit code, None if none."""
     if shutil.which(QEMU) is None:
         raise VmError(f"{QEMU} is not installed: apt-get install qemu-system-x86")
@@ -232,6 +259,7 @@ def run_vm(kernel: Kernel, initramfs: Path, share: Path, timeout: float, tag: st
         stderr=subprocess.STDOUT,
         preexec_fn=_die_with_parent,  # noqa: PLW1509  (qemu must not outlive the driver)
     )
+    fleet.add(process)
     timed_out = threading.Event()
 
     def kill_at_deadline() -> None:
@@ -253,6 +281,7 @@ def run_vm(kernel: Kernel, initramfs: Path, share: Path, timeout: float, tag: st
         if process.poll() is None:
             process.kill()
             process.wait()
+        fleet.remove(process)
     if timed_out.is_set():
         print(f"[{tag}] the VM did not finish within {timeout:.0f} s and was killed", flush=True)
     exit_file = share / "exit-code"
@@ -290,10 +319,10 @@ def parse_junit(text: str) -> tuple[list[tuple[str, str]], list[str]]:
         for child in case:
             if child.tag in ("failure", "error", "skipped"):
                 outcome = "failed" if child.tag == "failure" else child.tag
-                if child.tag != "skipped":
-                    failures.append(f"{test_id}: {child.get('message', '')}")
-                else:
-                    failures.append(f"{test_id} skipped: {child.get('message', '')}")
+                # The first line of the message: the console above has the rest.
+                message = (child.get("message") or "").strip().split("\n")[0]
+                skipped = " skipped" if child.tag == "skipped" else ""
+                failures.append(f"{test_id}{skipped}: {message}")
         tests.append((test_id, outcome))
     return tests, failures
 
@@ -327,7 +356,13 @@ def _number(value: object, digits: int = 1) -> str:
 
 
 def run_backend(
-    kernel: Kernel, backend: str, tests: Sequence[str], pytest_args: Sequence[str], timeout: float
+    kernel: Kernel,
+    backend: str,
+    tests: Sequence[str],
+    pytest_args: Sequence[str],
+    *,
+    timeout: float,
+    fleet: Fleet,
 ) -> BackendResult:
     with tempfile.TemporaryDirectory(prefix=f"enforcer-vm-{backend}-") as temp:
         work = Path(temp)
@@ -338,7 +373,7 @@ def run_backend(
         shutil.copy2(HERE / "guest.sh", share / "guest.sh")
         (share / "steps.sh").write_text(steps_script(REPO, backend, tests, pytest_args))
         started = time.monotonic()
-        run_vm(kernel, initramfs, share, timeout, backend)
+        run_vm(kernel, initramfs, share, timeout=timeout, tag=backend, fleet=fleet)
         result = read_results(backend, share)
         result.seconds = time.monotonic() - started
         return result
@@ -350,23 +385,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kernel", help="kernel release, e.g. 6.1.0-26-amd64 (default: newest)")
     parser.add_argument("--timeout", type=float, default=BOOT_TIMEOUT_S, help="per boot, seconds")
     parser.add_argument("--tests", nargs="+", default=list(DEFAULT_TESTS))
+    parser.add_argument("--jobs", type=int, default=2, help="VMs at once (default 2)")
     parser.add_argument("pytest_args", nargs="*", help="after --: passed on to pytest")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("vm.py: run as root (the guest loads BPF programs as root over a root-owned share)")
         return 2
 
+    fleet = Fleet()
+
     def stop(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)  # unwinds: qemu is killed, temp dirs removed
+        fleet.kill_all()
+        raise SystemExit(128 + signum)  # unwinds: the temp dirs go as each boot returns
 
     signal.signal(signal.SIGTERM, stop)
     try:
         kernel = find_kernel(args.kernel)
         print(f"vm.py: booting {kernel.image} with {QEMU} (TCG)", flush=True)
-        results = [
-            run_backend(kernel, backend, args.tests, args.pytest_args, args.timeout)
-            for backend in args.backends or BACKENDS
-        ]
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = [
+                pool.submit(
+                    run_backend,
+                    kernel,
+                    backend,
+                    args.tests,
+                    args.pytest_args,
+                    timeout=args.timeout,
+                    fleet=fleet,
+                )
+                for backend in args.backends or BACKENDS
+            ]
+            results = [future.result() for future in futures]
+    except KeyboardInterrupt:
+        fleet.kill_all()
+        raise
     except VmError as e:
         print(f"vm.py: {e}", file=sys.stderr)
         return 2
