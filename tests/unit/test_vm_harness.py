@@ -90,6 +90,6 @@ def test_the_guest_steps_run_doctor_measure_and_pytest_with_the_backend(vm: Modu
     )
     assert "cd /src/enforcer" in steps
     assert "measure.py --backend kprobe" in steps
-    assert "ENFORCER_BACKEND=kprobe /src/enforcer/.venv/bin/python -m pytest" in steps
+    assert "ENFORCER_BACKEND=kprobe ENFORCER_DAEMON_START_TIMEOUT_S=300 /src/" in steps
     assert steps.index("doctor --json") < steps.index("measure.py") < steps.index("pytest")
     assert "tests/integration/x.py -k y" in steps

@@ -230,7 +230,7 @@ def steps_script(repo: Path, backend: str, tests: Sequence[str], pytest_args: Se
             f"{python} -m enforcer doctor --json > /vm-results/doctor.json",
             'echo "vm: enforcer doctor exited $?"',
             f"{python} tests/vm/measure.py --backend {backend} --out /vm-results/measure.json",
-            f"ENFORCER_BACKEND={backend} {python} {pytest}",
+            f"ENFORCER_BACKEND={backend} ENFORCER_DAEMON_START_TIMEOUT_S=300 {python} {pytest}",
             "",
         ]
     )
