@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import proc
+from bench import proc, processes
 from bench.errors import MeasurementError
 from enforcer.control import request
 from enforcer.errors import DaemonUnavailableError
@@ -90,7 +90,7 @@ def running(policies: Path, workdir: Path) -> Iterator[Daemon]:
             _wait_enforcing(process, socket, log)
             yield Daemon(process, socket, log, start_seconds=time.monotonic() - started)
         finally:
-            _stop(process)
+            processes.stop(process, signal.SIGTERM, STOP_TIMEOUT_S)
     finally:
         shutil.rmtree(pin_dir, ignore_errors=True)
 
@@ -125,13 +125,3 @@ def _wait_enforcing(process: subprocess.Popen[bytes], socket: Path, log: Path) -
             pass
         time.sleep(STATUS_POLL_S)
     raise MeasurementError(f"enforcer run was not enforcing after {START_TIMEOUT_S:.0f} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

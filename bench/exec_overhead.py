@@ -5,7 +5,10 @@ tool attached and one with no BPF at all, right before or right after it (in
 turn), so every ratio has its own baseline, measured seconds apart. The loop
 (bench/c/spawn_loop.c) runs N posix_spawn+wait of a static do-nothing program,
 pinned to one CPU, inside a cgroup of its own that the enforcer configurations
-select. The kernel's own accounting (bpf_stats) gives the BPF time per exec.
+select. Each loop gives its wall time and its CPU time (itself and its
+children, user + system): the second leaves out time spent waiting for a CPU
+that other work held, so it stays readable on a busy machine. The kernel's own
+accounting (bpf_stats) gives the BPF time per exec.
 """
 
 from __future__ import annotations
@@ -45,11 +48,14 @@ class ExecRow:
     rules: int | None
     containers: int | None
     exec_from: str
-    us_per_exec: Summary
+    us_per_exec: Summary  # wall time
     baseline_us_per_exec: Summary
-    ratio: Summary  # attached / baseline, per round
+    ratio: Summary  # attached / baseline wall time, per round
+    cpu_us_per_exec: Summary  # CPU time
+    baseline_cpu_us_per_exec: Summary
+    cpu_ratio: Summary  # attached / baseline CPU time, per round
     bpf_ns_per_exec: Summary | None
-    bpf_share_percent: float | None  # of the exec's wall time, medians
+    bpf_share_percent: float | None  # of the exec's CPU time, medians
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,10 @@ class ExecOverhead:
 
 @dataclass
 class _Samples:
-    attached_us: list[float] = field(default_factory=list)
-    baseline_us: list[float] = field(default_factory=list)
-    ratios: list[float] = field(default_factory=list)
+    """Per round: the loop with the tool attached, its baseline, the BPF ns per exec."""
+
+    attached: list[LoopResult] = field(default_factory=list)
+    baseline: list[LoopResult] = field(default_factory=list)
     bpf_ns: list[float] = field(default_factory=list)
 
 
@@ -82,7 +89,7 @@ class _Runner:
         self.cgroup = cgroup
         self.neighbours = neighbours
         self.cpu = max(os.sched_getaffinity(0))
-        self.baselines: list[float] = []
+        self.baselines: list[LoopResult] = []
         self.own_pids = {os.getpid()}
 
     def loop(self, cgroup: Path | None) -> LoopResult:
@@ -98,24 +105,24 @@ class _Runner:
             )
         return result
 
-    def baseline(self) -> float:
-        us = self.loop(self.cgroup).us_per_exec
-        self.baselines.append(us)
-        return us
+    def baseline(self) -> LoopResult:
+        result = self.loop(self.cgroup)
+        self.baselines.append(result)
+        return result
 
     def paired_round(
         self, attach: Attach, wheres: Sequence[Path | None], round_index: int
-    ) -> list[tuple[float, float, float | None]]:
-        """(attached us, baseline us, BPF ns) per place the loop runs from."""
+    ) -> list[tuple[LoopResult, LoopResult, float | None]]:
+        """(attached loop, baseline loop, BPF ns per exec) per place the loop runs from."""
         before = self.baseline() if round_index % 2 == 0 else None
         measured = []
         with attach() as prog_ids:
             for where in wheres:
                 start = bpfstats.totals(prog_ids)
-                us = self.loop(where).us_per_exec
-                measured.append((us, bpfstats.ns_per_exec(start, bpfstats.totals(prog_ids))))
+                result = self.loop(where)
+                measured.append((result, bpfstats.ns_per_exec(start, bpfstats.totals(prog_ids))))
         baseline = before if before is not None else self.baseline()
-        return [(us, baseline, ns) for us, ns in measured]
+        return [(result, baseline, ns) for result, ns in measured]
 
 
 def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecOverhead:
@@ -139,12 +146,8 @@ def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecO
             rows.extend(
                 _enforcer_rows(runner, settings, load, rules, containers, unselected=largest)
             )
-        baseline = Summary.of(runner.baselines)
-        one = Summary.of([1.0] * len(runner.baselines))
-        no_bpf = ExecRow(
-            "no BPF", "none", None, None, SELECTED, baseline, baseline, one, None, None
-        )
-        rows.insert(0, no_bpf)
+        no_bpf = _Samples(attached=runner.baselines, baseline=runner.baselines)
+        rows.insert(0, _finish(no_bpf, "no BPF", "none", None, None, exec_from=SELECTED))
     return ExecOverhead(
         rows=rows,
         execs_per_loop=settings.execs,
@@ -192,10 +195,9 @@ def _measure(
     for round_index in range(settings.rounds):
         say(f"  {label}: round {round_index + 1} of {settings.rounds}")
         measured = runner.paired_round(attach, wheres, round_index)
-        for sample, (attached_us, baseline_us, bpf_ns) in zip(samples, measured, strict=True):
-            sample.attached_us.append(attached_us)
-            sample.baseline_us.append(baseline_us)
-            sample.ratios.append(attached_us / baseline_us)
+        for sample, (attached, baseline, bpf_ns) in zip(samples, measured, strict=True):
+            sample.attached.append(attached)
+            sample.baseline.append(baseline)
             if bpf_ns is not None:
                 sample.bpf_ns.append(bpf_ns)
     return samples
@@ -205,7 +207,8 @@ def _finish(
     sample: _Samples, label: str, tool: str, rules: int | None, containers: int | None,
     *, exec_from: str,
 ) -> ExecRow:  # fmt: skip
-    us = Summary.of(sample.attached_us)
+    pairs = list(zip(sample.attached, sample.baseline, strict=True))
+    cpu_us = Summary.of([a.cpu_us_per_exec for a, _ in pairs])
     ns = optional_summary(sample.bpf_ns)
     return ExecRow(
         label=label if exec_from == SELECTED else f"{label}, exec from an unselected cgroup",
@@ -213,11 +216,14 @@ def _finish(
         rules=rules,
         containers=containers,
         exec_from=exec_from,
-        us_per_exec=us,
-        baseline_us_per_exec=Summary.of(sample.baseline_us),
-        ratio=Summary.of(sample.ratios),
+        us_per_exec=Summary.of([a.us_per_exec for a, _ in pairs]),
+        baseline_us_per_exec=Summary.of([b.us_per_exec for _, b in pairs]),
+        ratio=Summary.of([a.us_per_exec / b.us_per_exec for a, b in pairs]),
+        cpu_us_per_exec=cpu_us,
+        baseline_cpu_us_per_exec=Summary.of([b.cpu_us_per_exec for _, b in pairs]),
+        cpu_ratio=Summary.of([a.cpu_us_per_exec / b.cpu_us_per_exec for a, b in pairs]),
         bpf_ns_per_exec=ns,
-        bpf_share_percent=100 * ns.median / (1000 * us.median) if ns else None,
+        bpf_share_percent=100 * ns.median / (1000 * cpu_us.median) if ns else None,
     )
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
+from bench import processes
 from bench.errors import MeasurementError
 
 REAL_TOOL = "execsnoop-bpfcc"
@@ -56,7 +57,7 @@ def running(argv: list[str]) -> Iterator[int]:
             _wait_attached(process, out, argv)
             yield process.pid
         finally:
-            _stop(process)
+            processes.stop(process, signal.SIGINT, STOP_TIMEOUT_S)
 
 
 def _wait_attached(process: subprocess.Popen[bytes], out: IO[str], argv: list[str]) -> None:
@@ -71,13 +72,3 @@ def _wait_attached(process: subprocess.Popen[bytes], out: IO[str], argv: list[st
             raise MeasurementError(f"{' '.join(argv)} failed: {last[0]}")
         time.sleep(0.05)
     raise MeasurementError(f"execsnoop did not attach within {ATTACH_TIMEOUT_S:.0f} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -55,14 +55,17 @@ def _short(row: ExecRow) -> str:
     return f"enforcer {row.rules}r x {row.containers}c{where}"
 
 
-def _dots(ax: Any, labels: list[str], summaries: list[Summary], color: str) -> None:
+def _dots(
+    ax: Any, labels: list[str], summaries: list[Summary], color: str, *, shift: float = 0.0,
+    legend: str | None = None,
+) -> None:  # fmt: skip
     """Medians as dots, quartiles as whiskers, first label at the top."""
-    where = list(range(len(labels)))
+    where = [i + shift for i in range(len(labels))]
     medians = [s.median for s in summaries]
     spread = [[s.median - s.q1 for s in summaries], [s.q3 - s.median for s in summaries]]
-    ax.errorbar(medians, where, xerr=spread, fmt="o", capsize=3, color=color)
-    ax.set_yticks(where, labels)
-    ax.invert_yaxis()
+    ax.errorbar(medians, where, xerr=spread, fmt="o", capsize=3, color=color, label=legend)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.grid(axis="x", alpha=0.3)
 
 
@@ -70,9 +73,12 @@ def _ratio_panel(ax: Any, results: Results) -> None:
     overhead: ExecOverhead | None = results.exec_overhead
     assert overhead is not None
     rows = overhead.rows
-    _dots(ax, [_short(r) for r in rows], [r.ratio for r in rows], "tab:blue")
+    labels = [_short(r) for r in rows]
+    _dots(ax, labels, [r.ratio for r in rows], "tab:blue", shift=-0.15, legend="wall time")
+    _dots(ax, labels, [r.cpu_ratio for r in rows], "tab:orange", shift=0.15, legend="CPU time")
     ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xlabel("exec wall time / no-BPF baseline (median, quartiles)")
+    ax.legend()
+    ax.set_xlabel("exec time / no-BPF baseline in the same round (median, quartiles)")
     ax.set_title("Exec overhead")
 
 

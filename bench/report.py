@@ -30,7 +30,7 @@ class Table:
 
 
 def tables(results: Results) -> list[Table]:
-    made = [_machine(results.machine)]
+    made = [_machine(results.machine, results.quietness)]
     if results.exec_overhead:
         made.append(_exec_overhead(results.exec_overhead))
     if results.start_reload:
@@ -81,9 +81,8 @@ def _noise(quiet: Quietness | None) -> list[str]:
     if quiet is None or not quiet.noisy:
         return []
     return [
-        f"{quiet.noisy} of {quiet.measurements} measurements started on a machine that was not "
-        f"quiet (after waiting {quiet.waited_s:.0f} s in all): others used up to "
-        f"{quiet.busiest_percent:.0f}% of the CPUs",
+        f"{quiet.noisy} of {quiet.measurements} measurements started while other work ran: "
+        f"it used up to {quiet.busiest_percent:.0f}% of the CPUs",
         *(f"another process hooked exec: {hook}" for hook in quiet.hooks),
     ]
 
@@ -92,7 +91,7 @@ def _md_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def _machine(m: Machine) -> Table:
+def _machine(m: Machine, quiet: Quietness | None) -> Table:
     load = ", ".join(f"{x:.2f}" for x in m.load_average)
     rows = [
         ["date", m.date_utc],
@@ -106,7 +105,17 @@ def _machine(m: Machine) -> Table:
         ["enforcer", m.enforcer_commit],
         ["load average at start", load],
     ]
+    if quiet is not None:
+        rows.append(["quiet when measuring", _quiet_summary(quiet)])
     return Table("Machine", ["WHAT", "VALUE"], rows)
+
+
+def _quiet_summary(quiet: Quietness) -> str:
+    """Whether each measurement started with no other exec hook and idle CPUs."""
+    waited = f"after waiting {quiet.waited_s:.0f} s in all for other work to end"
+    if not quiet.noisy:
+        return f"yes, at the start of all {quiet.measurements} measurements ({waited})"
+    return f"no, at {quiet.noisy} of {quiet.measurements} measurements ({waited}): see Problems"
 
 
 def _ratio(s: Summary) -> str:
@@ -118,8 +127,9 @@ def _exec_overhead(e: ExecOverhead) -> Table:
         [
             r.label,
             f"{r.us_per_exec.median:.1f}",
-            f"{r.baseline_us_per_exec.median:.1f}",
             _ratio(r.ratio),
+            f"{r.cpu_us_per_exec.median:.1f}",
+            _ratio(r.cpu_ratio),
             f"{r.bpf_ns_per_exec.median:.0f}" if r.bpf_ns_per_exec else "-",
             f"{r.bpf_share_percent:.2f}%" if r.bpf_share_percent is not None else "-",
         ]
@@ -128,16 +138,20 @@ def _exec_overhead(e: ExecOverhead) -> Table:
     notes = [
         f"Median of {e.rounds} rounds; each round runs {e.execs_per_loop} fork+exec+wait of a "
         "static do-nothing program with the tool attached, and as many with no BPF, seconds "
-        f"apart: RATIO is attached/no-BPF per round, median (quartiles). Loops pinned to CPU "
-        f"{e.cpu}.",
+        "apart. RATIO: attached / no BPF in the same round, median (quartiles); WALL is "
+        "elapsed time, CPU the user + system time of the loop and its children (without the "
+        f"time other work kept it waiting). Loops pinned to CPU {e.cpu}.",
         "BPF ns/exec: run_time_ns / run_cnt from the kernel (kernel.bpf_stats_enabled=1), summed "
-        "over the tool's programs that run on exec.",
+        "over the tool's programs that run on exec; BPF SHARE: of the exec's CPU time.",
         "Enforcer rows: the loop runs in a cgroup of the selected containers; no rule names the "
         "program, so each exec takes the lookups and misses. Backend: "
         f"{e.enforcer_backend}.",
         e.execsnoop_note + ".",
     ]
-    headers = ["CONFIGURATION", "EXEC us", "NO-BPF us", "RATIO", "BPF ns/exec", "BPF SHARE"]
+    headers = [
+        "CONFIGURATION", "WALL us", "WALL RATIO", "CPU us", "CPU RATIO", "BPF ns/exec",
+        "BPF SHARE",
+    ]  # fmt: skip
     return Table("Exec overhead and per-exec BPF cost", headers, rows, notes)
 
 

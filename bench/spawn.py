@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import MeasurementError
+from bench.processes import stop
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,7 @@ class LoopResult:
 
     execs: int
     elapsed_ns: int
+    cpu_ns: int  # user + system time of the loop and its children
     exited: int  # exit status 0
     failed: int  # another exit status
     killed: int  # SIGKILL
@@ -26,6 +29,10 @@ class LoopResult:
     @property
     def us_per_exec(self) -> float:
         return self.elapsed_ns / 1000 / self.execs
+
+    @property
+    def cpu_us_per_exec(self) -> float:
+        return self.cpu_ns / 1000 / self.execs
 
 
 def start_loop(
@@ -51,8 +58,7 @@ def finish_loop(process: subprocess.Popen[str]) -> LoopResult:
     try:
         stdout, stderr = process.communicate()
     except BaseException:
-        process.kill()
-        process.wait()
+        stop(process, signal.SIGKILL, 0)
         raise
     if process.returncode != 0:
         raise MeasurementError(f"spawn_loop exited {process.returncode}: {stderr.strip()}")

@@ -10,6 +10,7 @@ handled the last event; its resident memory at idle and after the storm.
 from __future__ import annotations
 
 import secrets
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from bench.binaries import Binaries
 from bench.errors import MeasurementError
 from bench.neighbours import Neighbours
 from bench.proc import Memory
+from bench.processes import stop
 from bench.settings import Settings
 from bench.spawn import LoopResult, finish_loop, start_loop
 
@@ -99,9 +101,7 @@ def _storm(binaries: Binaries, target: Path, settings: Settings) -> list[LoopRes
         return [finish_loop(p) for p in processes]
     finally:
         for process in processes:  # those an interruption left running
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            stop(process, signal.SIGKILL, 0)
 
 
 def _cpu_until_quiet(running: daemon.Daemon) -> float:
