@@ -172,6 +172,10 @@ uninstall:
 	fi
 	rm -f $(UNITDIR)/enforcer.service
 	@if [ "$(SYSTEMD_BOOTED)" = yes ]; then systemctl daemon-reload; fi
+	@# The programs a daemon left enforcing (--keep-on-exit) go, held execs go on.
+	@if [ -d $(PINDIR) ] && [ -x $(INSTALL_VENV)/bin/enforcer ]; then \
+	  $(INSTALL_VENV)/bin/enforcer unload --pin-dir $(PINDIR); \
+	fi
 	rm -rf $(INSTALL_VENV)
 	@rmdir $(PREFIX) 2>/dev/null || true
 	rm -f $(CONFDIR)/enforcer.env

@@ -40,6 +40,18 @@ enum action {
 /* Index of the config array's only entry. */
 #define CONFIG_KEY 0
 
+/* Slots of the liveness array, the one map every generation of the program
+ * shares (pinned): a restarted daemon loads a new generation next to the one
+ * still enforcing, fills its maps, and then makes it the one in force by
+ * writing LIVE_GENERATION; no exec is decided twice or not at all. */
+/* the generation that decides execs */
+#define LIVE_GENERATION 0
+/* bpf_ktime_get_ns() before which new cgroups' execs may be held */
+#define LIVE_HOLD_UNTIL 1
+/* execs in pending cgroups let run once LIVE_HOLD_UNTIL had passed */
+#define LIVE_UNHELD 2
+#define LIVE_SLOTS 3
+
 /* cgroup_sets value of a cgroup created while enforcer runs and not yet
  * classified by userspace (0xFFFFFFFF): its execs are held with SIGSTOP until
  * userspace decides, so a new container's entrypoint cannot slip through. */
@@ -55,6 +67,7 @@ struct config_value {
     u32 host_set_id;   /* set for cgroups absent from the cgroup map */
     u32 trace_all;     /* 1: submit an event for every exec (enforcer trace) */
     u32 hold_new;      /* 1: new cgroups start SET_PENDING (the daemon classifies them) */
+    u32 generation;    /* this program's; it acts while liveness says it is in force */
 };
 
 struct hit {

@@ -7,7 +7,7 @@
  * lookup for paths and directories, one hash lookup for the basename. Nothing
  * loops over rules or containers, so the cost is flat in their number.
  *
- * A cgroup created while enforcer runs starts out pending (cgroup_events.c):
+ * A cgroup created while enforcer runs starts out pending (cgroup_mkdir below):
  * an exec there is stopped with SIGSTOP and parked in the held map until the
  * daemon has classified the cgroup and kills or continues it. A new
  * container's entrypoint therefore never runs before its policies apply.
@@ -19,7 +19,14 @@
  *                     the running kernel's BTF (enforcer/btf.py)
  *   BACKEND_KPROBE    attach as kprobes on the syscalls instead of tracepoints
  *   USE_PERF_BUFFER   kernels without BPF ring buffers (< 5.8)
- *   PIN_DIR           a bpffs directory (string) to keep the counters in
+ *   PIN_DIR           a bpffs directory (string) to keep the counters, the held
+ *                     execs and the liveness array in, shared with the next
+ *                     generation of the program (see LIVE_GENERATION)
+ *
+ * Generations: a program decides execs only while liveness[LIVE_GENERATION]
+ * is its own generation. One loaded for a newer generation already follows
+ * cgroups (it must not miss one made while it gets ready); an older one does
+ * nothing at all until its links are removed.
  */
 #include <uapi/linux/ptrace.h>
 #include "enforcer.h"
@@ -45,12 +52,16 @@ BPF_HASH(rule_names, struct name_key, struct match_value, MAX_NAME_ENTRIES);
 BPF_F_TABLE("lpm_trie", struct path_key, struct match_value, rule_paths, MAX_PATH_ENTRIES,
             BPF_F_NO_PREALLOC);
 #ifdef PIN_DIR
-/* Pinned: the counts outlive the daemon, through restarts and crashes. */
+/* Pinned: the counts outlive the daemon, through restarts and crashes; the
+ * next daemon settles the execs held while there was none. */
 BPF_TABLE_PINNED("hash", struct counter_key, u64, counters, MAX_COUNTERS, PIN_DIR "/counters");
+BPF_TABLE_PINNED("hash", u32, struct held_exec, held, MAX_HELD, PIN_DIR "/held");
+BPF_TABLE_PINNED("array", int, u64, liveness, LIVE_SLOTS, PIN_DIR "/liveness");
 #else
 BPF_HASH(counters, struct counter_key, u64, MAX_COUNTERS);
-#endif
 BPF_HASH(held, u32, struct held_exec, MAX_HELD);
+BPF_ARRAY(liveness, u64, LIVE_SLOTS);
+#endif
 /* Every exec seen, and events the buffer had no room for. */
 BPF_PERCPU_ARRAY(exec_total, u64, 1);
 BPF_PERCPU_ARRAY(event_drops, u64, 1);
@@ -299,6 +310,23 @@ static __always_inline void hold(void *ctx, u64 cgroup_id, struct scratch *s,
     submit(ctx, cgroup_id, EVENT_HELD, 0, s->path.path, 0);
 }
 
+/* Which generation decides execs now. */
+static __always_inline u64 live_generation(void)
+{
+    int slot = LIVE_GENERATION;
+    u64 *generation = liveness.lookup(&slot);
+    return generation ? *generation : 0;
+}
+
+/* Whether a daemon was alive recently enough to settle a held exec: without
+ * one, a new container's execs would stay stopped. */
+static __always_inline int daemon_alive(void)
+{
+    int slot = LIVE_HOLD_UNTIL;
+    u64 *until = liveness.lookup(&slot);
+    return until && bpf_ktime_get_ns() < *until;
+}
+
 static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_value *cfg)
 {
     struct cgroup_value *selected = cgroup_sets.lookup(&cgroup_id);
@@ -312,12 +340,11 @@ static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_va
 static __always_inline int on_exec(void *ctx, const char __user *filename, argv_t argv)
 {
     int zero = 0;
-    bump(exec_total.lookup(&zero));
-
     struct config_value *cfg = config.lookup(&zero);
     struct scratch *s = scratch_space.lookup(&zero);
-    if (!cfg || !s)
+    if (!cfg || !s || cfg->generation != live_generation())
         return 0;
+    bump(exec_total.lookup(&zero));
     u64 cgroup_id = bpf_get_current_cgroup_id();
     u32 set_id = set_for_current(cgroup_id, cfg);
     if (set_id == 0 && !cfg->trace_all)
@@ -327,7 +354,12 @@ static __always_inline int on_exec(void *ctx, const char __user *filename, argv_
     if (len <= 0)
         return 0;
     if (set_id == SET_PENDING) {
-        hold(ctx, cgroup_id, s, filename, len);
+        if (daemon_alive()) {
+            hold(ctx, cgroup_id, s, filename, len);
+        } else {
+            int unheld = LIVE_UNHELD;
+            bump(liveness.lookup(&unheld));
+        }
         return 0;
     }
     int verdict = 0, matched = 0;
@@ -368,10 +400,10 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
 {
     int zero = 0;
     struct config_value *cfg = config.lookup(&zero);
-    if (args->root != CGROUP2_HIERARCHY || !cfg)
+    if (args->root != CGROUP2_HIERARCHY || !cfg || cfg->generation < live_generation())
         return 0;
     u64 cgroup_id = args->id;
-    if (cfg->hold_new) {
+    if (cfg->hold_new && daemon_alive()) {
         struct cgroup_value pending = {.set_id = SET_PENDING};
         /* BPF_NOEXIST: an entry userspace already wrote wins. */
         cgroup_sets.insert(&cgroup_id, &pending);
@@ -383,7 +415,9 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
 
 TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
 {
-    if (args->root != CGROUP2_HIERARCHY)
+    int zero = 0;
+    struct config_value *cfg = config.lookup(&zero);
+    if (args->root != CGROUP2_HIERARCHY || !cfg || cfg->generation < live_generation())
         return 0;
     u64 cgroup_id = args->id;
     cgroup_sets.delete(&cgroup_id);

@@ -65,6 +65,10 @@ MAX_HELD = 4096
 SET_PENDING = 0xFFFFFFFF
 RINGBUF_PAGES = 64
 CONFIG_KEY = 0
+LIVE_GENERATION = 0
+LIVE_HOLD_UNTIL = 1
+LIVE_UNHELD = 2
+LIVE_SLOTS = 3
 
 # Set ids are u32 in the maps, policy/rule/target ids u16 in a hit.
 MAX_ID16 = 0xFFFF

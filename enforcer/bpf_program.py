@@ -23,6 +23,7 @@ from enforcer.btf import VMLINUX
 from enforcer.compiler import Hit, MapContents
 from enforcer.errors import BpfLoadError
 from enforcer.kernel import SYSCALLS, Backend
+from enforcer.links import LinkError, LinksUnsupportedError, kprobe_link, tracepoint_link
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,12 @@ class LoadInfo:
 
 
 class ExecProgram:
-    """The compiled, attached exec hook and its maps."""
+    """The compiled, attached exec hook and its maps.
+
+    With a pin_dir, its hooks are attached through BPF links (`links`) that
+    the daemon pins, so the program can outlive the process; it then decides
+    execs only once made the generation in force (`take_over`).
+    """
 
     def __init__(
         self,
@@ -100,10 +106,13 @@ class ExecProgram:
         try:
             # Tracepoint and LSM (lsm__bprm_check_security) probes attach as they load.
             self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
-            if backend is Backend.KPROBE:
+            self.links = self._persistent_links(backend) if pin_dir is not None else {}
+            if backend is Backend.KPROBE and not self.links:
                 for name in SYSCALLS:
                     fnname = self._bpf.get_syscall_fnname(name.encode())
                     self._bpf.attach_kprobe(event=fnname, fn_name=f"syscall__{name}".encode())
+        except LinkError as e:
+            raise BpfLoadError(f"cannot attach {SOURCE.name}: {e}") from e
         except Exception as e:  # bcc raises bare Exception for compile, load and attach
             raise BpfLoadError(
                 f"cannot load {SOURCE.name} with the {backend} backend: {e}. Check that kernel "
@@ -126,6 +135,42 @@ class ExecProgram:
     def _table(self, name: str) -> Any:
         return self._bpf[name.encode()]
 
+    def _persistent_links(self, backend: Backend) -> dict[str, int]:
+        """Attaches every hook through a BPF link that can be pinned: {hook: link fd}.
+
+        bcc attached the tracepoints as they loaded, through perf events that
+        end with this process. The kernel attaches a program to a tracepoint
+        once only, so bcc's attachment goes first, then the link comes: the
+        program is not in force yet (take_over), so nothing is missed between.
+        Where the kernel has no such links, bcc's attachments come back and {}.
+        """
+        made: dict[str, int] = {}
+        tracefs = kernel.tracefs_root()
+        tracepoints = list(self._bpf.tracepoint_fds)
+        for tracepoint in tracepoints:
+            self._bpf.detach_tracepoint(tracepoint)
+        try:
+            for tracepoint in tracepoints:
+                category, event = tracepoint.decode().split(":")
+                fn = self._bpf.funcs[f"tracepoint__{category}__{event}".encode()]
+                made[f"{category}:{event}"] = tracepoint_link(fn.fd, tracefs, category, event)
+            if backend is Backend.KPROBE:
+                for name in SYSCALLS:
+                    fn = self._bpf.load_func(f"syscall__{name}".encode(), BPF.KPROBE)
+                    function = self._bpf.get_syscall_fnname(name.encode()).decode()
+                    made[name] = kprobe_link(fn.fd, function)
+            for name, fd in self._bpf.lsm_fds.items():  # bcc attaches LSM hooks as links
+                made[name.decode()] = os.dup(fd)
+        except LinksUnsupportedError as e:
+            for fd in made.values():
+                os.close(fd)
+            log.warning("%s; enforcement stops while the daemon is not running", e)
+            for tracepoint in tracepoints:
+                fn_name = b"tracepoint__" + tracepoint.replace(b":", b"__")
+                self._bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
+            return {}
+        return made
+
     def _program_ids(self) -> tuple[int, ...]:
         ids = []
         for fn in self._bpf.funcs.values():
@@ -141,6 +186,7 @@ class ExecProgram:
         host_set_id: int | None = None,
         trace_all: bool | None = None,
         hold_new: bool | None = None,
+        generation: int | None = None,
     ) -> None:
         table = self._table("config")
         value = table[ctypes.c_int(abi.CONFIG_KEY)]
@@ -150,11 +196,40 @@ class ExecProgram:
             value.trace_all = int(trace_all)
         if hold_new is not None:
             value.hold_new = int(hold_new)
+        if generation is not None:
+            value.generation = generation
         table[ctypes.c_int(abi.CONFIG_KEY)] = value
 
     def hold_new_cgroups(self, on: bool) -> None:
         """Whether cgroups created from now on start pending (see exec_enforcer.c)."""
         self._set_config(hold_new=on)
+
+    def _live(self, slot: int) -> int:
+        return int(self._table("liveness")[ctypes.c_int(slot)].value)
+
+    def _set_live(self, slot: int, value: int) -> None:
+        table = self._table("liveness")
+        table[ctypes.c_int(slot)] = table.Leaf(value)
+
+    def live_generation(self) -> int:
+        """The generation in force: this program's, or one a previous daemon left."""
+        return self._live(abi.LIVE_GENERATION)
+
+    def prepare_generation(self, generation: int) -> None:
+        """Gives this program its generation: it follows cgroups now, decides nothing yet."""
+        self._set_config(generation=generation)
+
+    def take_over(self, generation: int) -> None:
+        """Puts this program in force (`prepare_generation` first); the older one stops."""
+        self._set_live(abi.LIVE_GENERATION, generation)
+
+    def keep_holding_until(self, monotonic_ns: int) -> None:
+        """New cgroups' execs may be held until then (bpf_ktime_get_ns is CLOCK_MONOTONIC)."""
+        self._set_live(abi.LIVE_HOLD_UNTIL, monotonic_ns)
+
+    def unheld_execs(self) -> int:
+        """Execs in new cgroups let run because no daemon was alive to settle them."""
+        return self._live(abi.LIVE_UNHELD)
 
     def apply(self, maps: MapContents) -> None:
         """Makes the kernel enforce `maps`, never passing through a state with neither.
@@ -321,7 +396,10 @@ class ExecProgram:
             self._bpf.perf_buffer_poll(timeout_ms)
 
     def close(self) -> None:
-        """Detaches and unloads; the kernel forgets the maps with the last fd."""
+        """Closes this process's hold on the program; pinned links keep it attached."""
+        for fd in self.links.values():
+            os.close(fd)
+        self.links = {}
         self._bpf.cleanup()
 
 

@@ -24,6 +24,11 @@ socket_option = click.option(
     show_default=True, help="The daemon's control socket.",
 )  # fmt: skip
 json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+pin_dir_option = click.option(
+    "--pin-dir", type=click.Path(path_type=Path), default=Path("/sys/fs/bpf/enforcer"),
+    show_default=True,
+    help="bpffs directory where the counters, and the programs that outlive the daemon, are kept.",
+)  # fmt: skip
 backend_option = click.option(
     "--backend", type=BACKENDS, default="auto", show_default=True,
     help="How to hook exec: BPF LSM, kprobes, syscall tracepoints, or the best this kernel has.",
@@ -46,10 +51,7 @@ def main(log_json: bool, verbose: bool) -> None:
 )  # fmt: skip
 @backend_option
 @socket_option
-@click.option(
-    "--pin-dir", type=click.Path(path_type=Path), default=Path("/sys/fs/bpf/enforcer"),
-    show_default=True, help="bpffs directory where the counters are kept across restarts.",
-)  # fmt: skip
+@pin_dir_option
 @click.option(
     "--state-dir", type=click.Path(path_type=Path), default=Path("/var/lib/enforcer"),
     show_default=True, help="Where the names behind the kept counters are saved.",
@@ -63,6 +65,17 @@ def main(log_json: bool, verbose: bool) -> None:
     "--event-log", metavar="TARGET",
     help="Also write each denial as a JSON line to TARGET: a file, 'journal' or 'stderr'.",
 )  # fmt: skip
+@click.option(
+    "--keep-on-exit", is_flag=True,
+    help="Leave the programs enforcing when the daemon stops, for its next start to take over "
+    "(a crash always does); `enforcer unload` ends them.",
+)  # fmt: skip
+@click.option(
+    "--hold-grace", "hold_grace_s", type=click.FloatRange(min=0), default=60.0,
+    show_default=True, metavar="SECONDS",
+    help="After the daemon is gone this long, new containers' first execs are no longer held "
+    "for it to check.",
+)  # fmt: skip
 def run(
     *,
     policy_paths: tuple[Path, ...],
@@ -72,6 +85,8 @@ def run(
     state_dir: Path,
     metrics: str | None,
     event_log: str | None,
+    keep_on_exit: bool,
+    hold_grace_s: float,
 ) -> None:
     """Run the enforcer in the foreground until SIGTERM or Ctrl-C (SIGHUP reloads)."""
     from enforcer.daemon import Daemon, DaemonOptions  # noqa: PLC0415
@@ -85,8 +100,26 @@ def run(
         state_dir=state_dir,
         metrics=metrics,
         event_log=event_log,
+        keep_on_exit=keep_on_exit,
+        hold_grace_s=hold_grace_s,
     )
     _exit_on_error(lambda: Daemon(options).run())
+
+
+@main.command()
+@pin_dir_option
+def unload(pin_dir: Path) -> None:
+    """End enforcement by the programs a stopped or crashed daemon left in the kernel."""
+    from enforcer.pins import PinDir  # noqa: PLC0415
+
+    def act() -> None:
+        done = PinDir(pin_dir).unload()
+        if not done.generations:
+            click.echo(f"no program was left enforcing in {pin_dir}")
+        else:
+            click.echo(f"unloaded the programs in {pin_dir}; {done.released} held execs let go")
+
+    _exit_on_error(act)
 
 
 @main.command()

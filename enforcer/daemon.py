@@ -3,6 +3,10 @@
 Event driven: the main thread waits on the kernel's event buffer (epoll inside
 bcc) and wakes for events and signals; the control socket has its own thread.
 SIGTERM and SIGINT stop it cleanly, SIGHUP reloads policies and containers.
+
+With a pin directory (pins.py) the program outlives the daemon: killed, it
+leaves the kernel enforcing the last policies, and the next start takes over
+from that program without a moment when neither decides.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from enforcer.kernel import Backend, BackendChoice
 from enforcer.lifecycle import Lifecycle
 from enforcer.metrics import serve as serve_metrics
 from enforcer.notify import Notifier
+from enforcer.pins import PinDir
 from enforcer.policy.loader import LoadResult
 from enforcer.policy.watch import PolicyWatcher
 from enforcer.state import load_ids, save_ids
@@ -42,6 +47,8 @@ POLL_TIMEOUT_MS = 250
 FOLLOW_LOCK = Path("/run/enforcer/follow.lock")
 # How often a follower of events checks whether the daemon is stopping.
 FOLLOW_WAKEUP_S = 0.5
+# Default of DaemonOptions.hold_grace_s: covers a restart, compile included.
+HOLD_GRACE_S = 60.0
 
 
 @dataclass
@@ -65,6 +72,12 @@ class DaemonOptions:
     # `--metrics ADDR` (host:port) and `--event-log TARGET` (file, journal, stderr).
     metrics: str | None = None
     event_log: str | None = None
+    # On SIGTERM, leave the program enforcing in the kernel for the next start
+    # (a crash or kill -9 always does); `enforcer unload` ends it.
+    keep_on_exit: bool = False
+    # With no daemon alive for this long, new cgroups' execs are no longer held
+    # (they would wait for no one); each turn of the main loop renews it.
+    hold_grace_s: float = HOLD_GRACE_S
 
 
 @dataclass
@@ -82,6 +95,8 @@ class Daemon:
         self.lifecycle: Lifecycle | None = None
         self.event_log: EventLog | None = None
         self._notify = Notifier.from_environment()
+        self.generation = 0
+        self.persistent = False  # the program's links are pinned: it outlives us
 
     def run(self) -> int:
         kernel.require_root()
@@ -89,6 +104,9 @@ class Daemon:
         facts = kernel.probe()
         self.choice = kernel.choose_backend(facts, self.options.backend)
         log.info("backend %s: %s", self.choice.backend, self.choice.reason)
+        pins = PinDir(self.options.pin_dir) if self.options.pin_dir else None
+        if pins is not None:
+            pins.lock()  # before the compile: a second daemon fails at once
         from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
 
         program = ExecProgram(
@@ -100,7 +118,12 @@ class Daemon:
         log.info("BPF program compiled and loaded in %.2f s", program.info.compile_seconds)
         with ExitStack() as running:
             running.callback(program.close)
+            if pins is not None:
+                self._prepare_generation(program, pins, running)
+            self._keep_holding(program)
             engine = self._start_engine(program, running)
+            if pins is not None:
+                self._take_over(program, pins)
             self._start_services(engine, running)
             self._install_signal_handlers()
             log.info("enforcing")
@@ -112,14 +135,54 @@ class Daemon:
         log.info("stopped")
         return 0
 
+    def _prepare_generation(self, program: Any, pins: PinDir, running: ExitStack) -> None:
+        """Makes the new program the next generation, ready to follow new cgroups."""
+        previous = program.live_generation()
+        pins.remove_links(keep=previous)  # from a start that died before taking over
+        self.generation = previous + 1
+        program.prepare_generation(self.generation)
+        if not self.options.keep_on_exit:
+            running.callback(self._unpin, pins)
+
+    def _take_over(self, program: Any, pins: PinDir) -> None:
+        """Puts this generation in force (its maps are full), then lets the old one go."""
+        if program.links:
+            pins.pin_links(self.generation, program.links)
+            self.persistent = True
+        program.take_over(self.generation)
+        replaced = pins.remove_links(keep=self.generation)
+        if replaced:
+            log.info("took over from the program a previous daemon left enforcing")
+        unheld = program.unheld_execs()
+        if unheld:
+            log.warning(
+                "%d execs in new cgroups ran unchecked: they started while no daemon had been "
+                "alive for %.0f s (--hold-grace)", unheld, self.options.hold_grace_s,
+            )  # fmt: skip
+        assert self.lifecycle is not None
+        self._log_denials(self.lifecycle.settle_held())  # execs held while no daemon ran
+
+    def _unpin(self, pins: PinDir) -> None:
+        pins.remove_links()
+        self.persistent = False
+
+    def _keep_holding(self, program: Any) -> None:
+        """Renews the time new cgroups' execs may be held for this daemon to settle."""
+        grace_ns = int(self.options.hold_grace_s * 1e9)
+        program.keep_holding_until(time.monotonic_ns() + grace_ns)
+
     def _start_engine(self, program: Any, running: ExitStack) -> Engine:
         ids, save_ids = self._persisted_ids(program)
         self.engine = engine = Engine(
             program, self.options.load, discover, named_netns, ids=ids, save_ids=save_ids
         )
         self.lifecycle = lifecycle = Lifecycle(engine, program, identify, self._log_denials)
-        running.callback(lambda: self._log_denials(lifecycle.close()))
-        running.callback(program.hold_new_cgroups, False)
+        # Kept on exit, the program goes on holding new cgroups' execs for the
+        # next daemon to settle; else what is still held is let go.
+        keep = self.options.keep_on_exit
+        running.callback(lambda: self._log_denials(lifecycle.close(release_undecided=not keep)))
+        if not keep:
+            running.callback(program.hold_new_cgroups, False)
         # Before discovery: a cgroup made after it is caught as pending.
         if self.options.follow_new_cgroups and (lock := _follow_lock()) is not None:
             running.callback(lock.close)
@@ -176,6 +239,7 @@ class Daemon:
         last_keepalive = time.monotonic()
         while not self._flags.stop:
             program.poll_events(POLL_TIMEOUT_MS)
+            self._keep_holding(program)
             if self._flags.reload:
                 self._flags.reload = False
                 log.info("reloading policies and containers")
@@ -251,7 +315,13 @@ class Daemon:
         if command == "stats":
             return engine.stats()
         if command == "status":
-            return engine.status(str(choice.backend), choice.reason, enforcing=True)
+            status = engine.status(str(choice.backend), choice.reason, enforcing=True)
+            status["persistence"] = {
+                "generation": self.generation,
+                "outlives_daemon": self.persistent,
+                "keep_on_exit": self.options.keep_on_exit,
+            }
+            return status
         if command == "containers":
             return {"containers": engine.containers_report()}
         if command == "events":

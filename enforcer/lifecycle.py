@@ -91,11 +91,15 @@ class Lifecycle:
         self._paths.pop(cgroup_id, None)
         self._engine.forget_cgroup(cgroup_id)
 
-    def close(self) -> list[Denial]:
-        """Stops the worker and lets go of what is still held: enforcement ends here."""
+    def close(self, release_undecided: bool = True) -> list[Denial]:
+        """Stops the worker and settles what it can; the rest is let go, or left held.
+
+        Left held when the program stays in the kernel after the daemon: the
+        next daemon decides those execs.
+        """
         self._jobs.put(None)
         self._worker.join()
-        return self.settle_held(final=True)
+        return self.settle_held(final=release_undecided)
 
     def settle_held(self, final: bool = False) -> list[Denial]:
         """Decides every parked exec that can be decided now; returns the hits."""

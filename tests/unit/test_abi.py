@@ -35,6 +35,10 @@ def test_sizes_match_header() -> None:
         "SET_PENDING",
         "RINGBUF_PAGES",
         "CONFIG_KEY",
+        "LIVE_GENERATION",
+        "LIVE_HOLD_UNTIL",
+        "LIVE_UNHELD",
+        "LIVE_SLOTS",
     ]
     assert {n: defines[n] for n in names} == {n: getattr(abi, n) for n in names}
 

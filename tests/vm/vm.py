@@ -51,12 +51,14 @@ KERNEL_SERIES = "6.1.0-"
 MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
 BACKENDS = ("lsm", "kprobe")
 # No runc or podman containers in the VM: host processes cover kill, audit,
-# deny, counters, reloads and the program's own lookups.
+# deny, counters, reloads and the program's own lookups; and the links that
+# keep each backend's hooks attached while no daemon runs.
 DEFAULT_TESTS = (
     "tests/integration/test_backends.py",
     "tests/integration/test_enforce_host.py",
     "tests/integration/test_bpf_program.py",
     "tests/integration/test_doctor_live.py",
+    "tests/integration/test_persistence.py::test_enforcement_has_no_gap_across_kill_9_and_restart",
 )
 MEMORY = "3G"
 BOOT_TIMEOUT_S = 40 * 60

@@ -1,0 +1,116 @@
+"""The daemon's bpffs directory: pinned maps, pinned links per generation, one owner.
+
+Layout (default /sys/fs/bpf/enforcer):
+    counters, held, liveness   maps every generation of the program shares
+    links-<N>/<hook>           the links that keep generation N attached
+
+Each start of the daemon loads generation N+1 beside the N still enforcing
+and, once its maps are full, makes it the one in force and removes links-N:
+the old program leaves the kernel only after the new one decides. Links of a
+generation that never came into force (a start that died half-way) are
+removed at the next start.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from enforcer import links
+from enforcer.errors import EnforcerError
+
+log = logging.getLogger(__name__)
+
+_LINKS = re.compile(r"links-(\d+)")
+
+
+class PinDirBusyError(EnforcerError):
+    """Another enforcer daemon already uses this pin directory."""
+
+
+@dataclass(frozen=True)
+class Unloaded:
+    generations: tuple[int, ...]  # whose links were removed
+    released: int  # held execs let go
+
+
+class PinDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock: int | None = None
+
+    def lock(self) -> None:
+        """Makes this process the directory's only user, until it exits."""
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise PinDirBusyError(
+                f"another enforcer daemon is running with --pin-dir {self.path}: stop it "
+                "first (`systemctl stop enforcer`), or give this one a --pin-dir of its own"
+            ) from None
+        self._lock = fd
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def links_dir(self, generation: int) -> Path:
+        return self.path / f"links-{generation}"
+
+    def generations(self) -> list[int]:
+        """Generations that have links pinned here."""
+        if not self.path.is_dir():
+            return []
+        return sorted(
+            int(m[1]) for entry in self.path.iterdir() if (m := _LINKS.fullmatch(entry.name))
+        )
+
+    def pin_links(self, generation: int, link_fds: dict[str, int]) -> None:
+        directory = self.links_dir(generation)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(mode=0o700)
+        for name, fd in link_fds.items():
+            links.pin(fd, directory / name)
+
+    def remove_links(self, keep: int | None = None) -> list[int]:
+        """Removes every generation's links but `keep`'s: those programs leave the kernel."""
+        removed = [g for g in self.generations() if g != keep]
+        for generation in removed:
+            shutil.rmtree(self.links_dir(generation))
+        return removed
+
+    def unload(self) -> Unloaded:
+        """Ends enforcement by programs no daemon runs: their links go, held execs go on."""
+        self.lock()
+        try:
+            removed = self.remove_links()
+            return Unloaded(tuple(removed), self._release_held())
+        finally:
+            self.unlock()
+
+    def _release_held(self) -> int:
+        try:
+            fd = links.open_pinned(self.path / "held")
+        except FileNotFoundError:
+            return 0
+        try:
+            pids = list(links.u32_keys(fd))
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    log.debug("held pid %d is gone already", pid)
+                links.delete_u32_key(fd, pid)
+            return len(pids)
+        finally:
+            os.close(fd)
