@@ -70,7 +70,8 @@ lint: venv
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
-test: setup lint
+# test-vm first: the VM tests (about 20 minutes) then have both cores.
+test: setup lint test-vm
 	$(PY) -m pytest tests
 
 # The benchmark suite (bench/README.md): `make bench` measures and rewrites

@@ -123,6 +123,7 @@ def start_daemon(
     deadline = time.monotonic() + DAEMON_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            daemon.stop()  # removes what it pinned before it failed
             raise AssertionError(f"daemon exited with {process.returncode}:\n{log.read_text()}")
         try:
             if daemon.ask("status")["enforcing"]:
