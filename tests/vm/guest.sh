@@ -11,6 +11,10 @@ mount -t sysfs sysfs /sys
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
+# The checkout may lie below a directory the next lines mount over (a clone
+# in /tmp): /mnt/host keeps the host's whole / in reach for steps.sh.
+mkdir -p /mnt/host
+mount --bind / /mnt/host
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /var/tmp

@@ -225,9 +225,13 @@ def steps_script(repo: Path, backend: str, tests: Sequence[str], pytest_args: Se
             "--junitxml=/vm-results/junit.xml", *tests, *pytest_args,
         ]
     )  # fmt: skip
+    where = shlex.quote(str(repo))
     return "\n".join(
         [
-            f"cd {shlex.quote(str(repo))} || exit 1",
+            # Hidden by a tmpfs guest.sh mounted (/tmp, /run): bring it back.
+            f"[ -d {where}/.venv ] || "
+            f"{{ mkdir -p {where} && mount --bind /mnt/host{where} {where}; }}",
+            f"cd {where} || exit 1",
             "export PYTHONDONTWRITEBYTECODE=1",
             f"{python} -m enforcer doctor --json > /vm-results/doctor.json",
             'echo "vm: enforcer doctor exited $?"',
