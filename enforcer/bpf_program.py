@@ -146,14 +146,17 @@ class ExecProgram:
         """
         made: dict[str, int] = {}
         tracefs = kernel.tracefs_root()
-        tracepoints = list(self._bpf.tracepoint_fds)
+        # "category:event" -> its function, named as bcc's autoload found it.
+        tracepoints = {
+            tp: b"tracepoint__" + tp.replace(b":", b"__") for tp in self._bpf.tracepoint_fds
+        }
         for tracepoint in tracepoints:
             self._bpf.detach_tracepoint(tracepoint)
         try:
-            for tracepoint in tracepoints:
+            for tracepoint, fn_name in tracepoints.items():
                 category, event = tracepoint.decode().split(":")
-                fn = self._bpf.funcs[f"tracepoint__{category}__{event}".encode()]
-                made[f"{category}:{event}"] = tracepoint_link(fn.fd, tracefs, category, event)
+                fd = self._bpf.funcs[fn_name].fd
+                made[f"{category}:{event}"] = tracepoint_link(fd, tracefs, category, event)
             if backend is Backend.KPROBE:
                 for name in SYSCALLS:
                     fn = self._bpf.load_func(f"syscall__{name}".encode(), BPF.KPROBE)
@@ -165,8 +168,7 @@ class ExecProgram:
             for fd in made.values():
                 os.close(fd)
             log.warning("%s; enforcement stops while the daemon is not running", e)
-            for tracepoint in tracepoints:
-                fn_name = b"tracepoint__" + tracepoint.replace(b":", b"__")
+            for tracepoint, fn_name in tracepoints.items():
                 self._bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
             return {}
         return made
