@@ -9,12 +9,12 @@ PY := $(VENV)/bin/python
 KVER := $(shell uname -r)
 # Debian packages enforcer needs at run time, and those its tests use.
 RUN_PACKAGES := python3-bpfcc python3-venv python3-pip bpftool
-TEST_PACKAGES := runc busybox-static gcc libc6-dev podman
+TEST_PACKAGES := runc busybox-static gcc libc6-dev podman debootstrap
 # And those only the benchmarks use: bcc's execsnoop to compare with, matplotlib for the plot.
 BENCH_PACKAGES := bpfcc-tools python3-matplotlib
 POLICIES ?= policies
 
-.PHONY: all setup packages headers venv run test unit lint bench bench-smoke clean
+.PHONY: all setup packages headers venv run test test-image unit lint bench bench-smoke clean
 
 all: test
 
@@ -71,8 +71,17 @@ unit: venv
 	$(PY) -m pytest -q tests/unit
 
 # test-vm first: the VM tests (about 20 minutes) then have both cores.
-test: setup lint test-vm
+# test-image before them: a build that fails (no mirror) stops the run at once,
+# not after those 20 minutes.
+test: setup lint test-image test-vm
 	$(PY) -m pytest tests
+
+# The Debian 12 root filesystem the integration tests run as a podman image,
+# built with debootstrap from Debian's packages (about a minute, 160 MB) into
+# $ENFORCER_IMAGE_CACHE, /var/cache/enforcer-tests by default: outside the
+# checkout, so `make clean` and a fresh clone keep it. Reused once built.
+test-image: packages
+	tests/images/debian_rootfs.sh
 
 # The benchmark suite (bench/README.md): `make bench` measures and rewrites
 # bench/README.md, results.json and results.png; `make bench-smoke` only checks

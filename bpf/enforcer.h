@@ -9,8 +9,9 @@
 /* What one matching rule does to the exec. Mode is folded in by the compiler:
  * an enforce-mode kill rule is ACTION_KILL, an enforce-mode deny rule
  * ACTION_DENY, everything else ACTION_AUDIT. Deny makes execve fail with EPERM
- * where the hook is an LSM one (BACKEND_LSM); the syscall hooks cannot fail an
- * exec, so there they kill instead and count and report the hit as a kill. */
+ * where the hook is an LSM one (BACKEND_LSM); the other backends decide after
+ * the exec has succeeded, so there they kill instead and count and report the
+ * hit as a kill. */
 enum action {
     ACTION_AUDIT = 1,
     ACTION_KILL = 2,
@@ -25,6 +26,16 @@ enum action {
 #define LONG_PATH_LEN 4096
 /* Most (policy, rule) pairs one lookup can hit. */
 #define MAX_HITS 8
+/* Most distinct (policy, rule) pairs counted for one exec, over every lookup
+ * (path, file, names, script). Past it the exec is still decided by every
+ * hit, strictest first, but only these are counted and reported. */
+#define MAX_EXEC_HITS 16
+/* The resolved path of the file that runs is built by walking its dentries up
+ * to the caller's root: at most WALK_STEPS steps (a directory, or a mount
+ * crossed) and WALK_BUF bytes. A walk cut short by either is a "cut" path: it
+ * matches every path and dir rule of the set (fail closed), see cut_hits. */
+#define WALK_STEPS 64
+#define WALK_BUF 4096
 #define COMM_LEN 16
 /* Arguments reported with a rule hit: the first MAX_ARGS, each cut to ARG_LEN. */
 #define MAX_ARGS 6
@@ -57,14 +68,26 @@ enum action {
  * userspace decides, so a new container's entrypoint cannot slip through. */
 #define SET_PENDING 4294967295
 
+/* What a policy set's entries need looked up per exec (cgroup_value.flags):
+ * a lookup the set has no entries for is skipped. */
+#define SET_NAMES 1        /* rule_names: basenames */
+#define SET_PATHS 2        /* rule_paths: walk the file's dentries to its path */
+#define SET_INODES 4       /* rule_inodes: the files that policy paths resolved to */
+/* Enforce-mode path or dir rules on a backend without a pass hook (see
+ * exec_enforcer.c): a #! script's own file is gone by sched_process_exec, so
+ * the exec is held and the daemon resolves the script's path. */
+#define SET_HOLD_SCRIPTS 8
+
 /* cgroup id -> the policy set compiled for it. set_id 0 selects nothing. */
 struct cgroup_value {
     u32 set_id;
+    u32 flags;         /* SET_* */
 };
 
 /* Everything the kernel needs that is not per cgroup. */
 struct config_value {
     u32 host_set_id;   /* set for cgroups absent from the cgroup map */
+    u32 host_flags;    /* SET_* of host_set_id */
     u32 trace_all;     /* 1: submit an event for every exec (enforcer trace) */
     u32 hold_new;      /* 1: new cgroups start SET_PENDING (the daemon classifies them) */
     u32 generation;    /* this program's; it acts while liveness says it is in force */
@@ -95,6 +118,26 @@ struct path_key {
     char path[PATH_LEN];
 };
 
+/* A file that a policy path named, as it was when the daemon resolved it in
+ * the container's root: a hardlink to it or the file renamed is the same
+ * inode. dev is the kernel's encoding (MAJOR << 20 | MINOR). */
+struct inode_key {
+    u32 set_id;
+    u32 dev;
+    u64 ino;
+};
+
+/* Every hit of one exec, one per (policy, rule); see MAX_EXEC_HITS. Kept per
+ * thread between an exec's binfmt passes (pass_hits) on the lsm and kprobe
+ * backends, so a #! script's own file counts next to its interpreter. */
+struct exec_hits {
+    u32 set_id;
+    u32 count;
+    u32 verdict;       /* VERDICT_* bits of every hit, those past MAX_EXEC_HITS too */
+    u32 flags;         /* EXEC_* */
+    struct hit hits[MAX_EXEC_HITS];
+};
+
 struct counter_key {
     u64 cgroup_id;
     u16 policy_id;
@@ -111,11 +154,26 @@ enum event_kind {
     EVENT_CGROUP_GONE = 5, /* a cgroup was removed */
 };
 
-/* An exec stopped in a pending cgroup, waiting for userspace (key: tgid). */
+/* exec_hits.flags, held_exec.flags and event.flags */
+#define EXEC_PATH_CUT 1    /* the walk was cut: path holds what was reached */
+#define EXEC_SCRIPT 2      /* a #! script or binfmt_misc: invoked is the script */
+#define EXEC_FILE_UNREAD 4 /* the file could not be read at all */
+
+/* An exec stopped for userspace to decide (key: tgid): in a pending cgroup,
+ * or a script whose own path the daemon resolves (SET_HOLD_SCRIPTS). It has
+ * already succeeded: the new program is in place and has run nothing. */
 struct held_exec {
     u64 cgroup_id;
-    char filename[PATH_LEN];
-    char name[NAME_LEN];   /* basename, also when filename was cut short */
+    u64 ino;
+    u32 dev;
+    u32 flags;               /* EXEC_* */
+    u32 set_id;              /* SET_PENDING, or the set it was held in */
+    u32 reserved;
+    char path[PATH_LEN];     /* the file that runs, resolved in the caller's root */
+    char name[NAME_LEN];     /* its basename */
+    char interp_name[NAME_LEN]; /* basename of the interpreter as the #! line names it */
+    char invoked[PATH_LEN];  /* the path as passed to exec (for a script, the script's) */
+    char cwd[PATH_LEN];      /* the caller's working directory, resolved */
 };
 
 struct event {
@@ -130,8 +188,10 @@ struct event {
     u16 rule_id;
     u16 target_id;
     u16 action;
+    u32 flags;           /* EXEC_* */
     char comm[COMM_LEN];
-    char filename[PATH_LEN];
+    char filename[PATH_LEN];  /* the file that runs, resolved; a cgroup's path */
+    char invoked[PATH_LEN];   /* the path as passed to exec */
     u32 argc;            /* slots of args filled */
     char args[MAX_ARGS * ARG_LEN];  /* slot i at i * ARG_LEN, NUL-terminated */
 };

@@ -1,11 +1,30 @@
-/* Decides, for every execve and execveat, whether a policy names the program
- * in the caller's cgroup; counts it, reports it and, for kill rules in enforce
- * mode, sends SIGKILL before the new program runs any of its own code.
+/* Decides, for every exec that succeeds, whether a policy names the program
+ * it runs in the caller's cgroup; counts it, reports it and, for kill rules in
+ * enforce mode, sends SIGKILL before the new program runs any of its own code.
  *
- * Policies arrive as map contents (enforcer/compiler.py); this file never
- * changes with them. Per exec the work is: one cgroup hash lookup, one LPM
- * lookup for paths and directories, one hash lookup for the basename. Nothing
- * loops over rules or containers, so the cost is flat in their number.
+ * The decision is on the file that runs, read from kernel memory
+ * (file_identity.h), never on the string the caller passed: its resolved path
+ * (exact paths and directories, one LPM lookup), its inode (the files policy
+ * paths resolved to: hardlinks and renames), its basename and the basename it
+ * was invoked by (two hash lookups). Nothing loops over rules or containers,
+ * so the cost is flat in their number. Policies arrive as map contents
+ * (enforcer/compiler.py); this file never changes with them.
+ *
+ * Hooks:
+ *   sched_process_exec (raw tracepoint, every backend): fires once the exec
+ *     has succeeded and before the return to user mode, with the final file
+ *     in bprm->file. A failed exec (ENOENT, EACCES, ENOEXEC) never gets here,
+ *     so it is neither counted nor killed. It is no syscall tracepoint: other
+ *     system calls pay nothing for it.
+ *   a pass hook (BACKEND_LSM: the bprm_check_security LSM; BACKEND_KPROBE: a
+ *     kprobe on security_bprm_check): runs once per binfmt pass, before the
+ *     point of no return, with that pass's file: the script, then its
+ *     interpreter. It collects each pass's hits per thread (pass_hits) for
+ *     sched_process_exec to count; on lsm a deny hit fails execve with EPERM
+ *     there and then. Without a pass hook (the tracepoint backend) a script's
+ *     own file is gone by sched_process_exec: its invoked name is looked up,
+ *     and where the set has enforce-mode path rules (SET_HOLD_SCRIPTS) the
+ *     exec is held for the daemon to resolve the script's path.
  *
  * A cgroup created while enforcer runs starts out pending (cgroup_mkdir below):
  * an exec there is stopped with SIGSTOP and parked in the held map until the
@@ -13,11 +32,8 @@
  * container's entrypoint therefore never runs before its policies apply.
  *
  * Build variants (-D, chosen by enforcer/kernel.py):
- *   BACKEND_LSM       hook the bprm_check_security LSM instead of the syscalls:
- *                     deny rules make execve fail with EPERM. Needs
- *                     BPRM_FILENAME_OFFSET and BPRM_INTERP_OFFSET, taken from
- *                     the running kernel's BTF (enforcer/btf.py)
- *   BACKEND_KPROBE    attach as kprobes on the syscalls instead of tracepoints
+ *   BACKEND_LSM, BACKEND_KPROBE  the pass hook, as above
+ *   OFF_*             struct offsets from the running kernel's BTF
  *   USE_PERF_BUFFER   kernels without BPF ring buffers (< 5.8)
  *   PIN_DIR           a bpffs directory (string) to keep the counters, the held
  *                     execs and the liveness array in, shared with the next
@@ -30,6 +46,7 @@
  */
 #include <uapi/linux/ptrace.h>
 #include "enforcer.h"
+#include "file_identity.h"
 
 #define SIGKILL 9
 #define SIGSTOP 19
@@ -39,11 +56,8 @@
 #define VERDICT_KILL 1
 #define VERDICT_DENY 2
 
-#ifdef BACKEND_LSM
-/* The LSM hook finds the path in kernel memory (bprm->filename). */
-#define read_exec_path bpf_probe_read_kernel_str
-#else
-#define read_exec_path bpf_probe_read_user_str
+#if defined(BACKEND_LSM) || defined(BACKEND_KPROBE)
+#define HAS_PASS_HOOK 1
 #endif
 
 BPF_HASH(cgroup_sets, u64, struct cgroup_value, MAX_CGROUPS);
@@ -51,6 +65,14 @@ BPF_ARRAY(config, struct config_value, 1);
 BPF_HASH(rule_names, struct name_key, struct match_value, MAX_NAME_ENTRIES);
 BPF_F_TABLE("lpm_trie", struct path_key, struct match_value, rule_paths, MAX_PATH_ENTRIES,
             BPF_F_NO_PREALLOC);
+BPF_HASH(rule_inodes, struct inode_key, struct match_value, MAX_PATH_ENTRIES);
+/* set id -> the hits of every path and dir rule of the set: what a cut path
+ * matches (fail closed). */
+BPF_HASH(cut_hits, u32, struct match_value, MAX_CGROUPS);
+#ifdef HAS_PASS_HOOK
+/* thread id -> the hits of the exec it is in the middle of */
+BPF_TABLE("lru_hash", u32, struct exec_hits, pass_hits, MAX_HELD);
+#endif
 #ifdef PIN_DIR
 /* Pinned: the counts outlive the daemon, through restarts and crashes; the
  * next daemon settles the execs held while there was none. */
@@ -68,11 +90,16 @@ BPF_PERCPU_ARRAY(event_drops, u64, 1);
 /* bpf_send_signal calls that failed (e.g. -EBUSY), by signal: 0 kill, 1 stop. */
 BPF_PERCPU_ARRAY(signal_errors, u64, 2);
 
-/* Per-CPU scratch: the keys are too big for the 512-byte BPF stack. */
+/* Per-CPU scratch: the keys and the walk are too big for the 512-byte stack. */
 struct scratch {
     struct path_key path;
     struct name_key name;
-    char long_path[LONG_PATH_LEN];
+    struct inode_key inode;
+    struct exec_hits acc;
+    struct file_facts file;
+    struct walk_state walk;
+    u32 walked;            /* path.path holds the file's resolved path */
+    char text[LONG_PATH_LEN];
 };
 BPF_PERCPU_ARRAY(scratch_space, struct scratch, 1);
 BPF_PERCPU_ARRAY(held_space, struct held_exec, 1);
@@ -104,14 +131,175 @@ static __always_inline void count_hit(u64 cgroup_id, const struct hit *hit)
     bump(value);
 }
 
+/* The verdict one hit asks for, and (for the counters and events) the action
+ * taken: only an LSM hook can make an exec fail, so elsewhere deny kills. */
+static __always_inline u32 take_action(struct hit *hit)
+{
+#ifndef BACKEND_LSM
+    if (hit->action == ACTION_DENY)
+        hit->action = ACTION_KILL;
+#endif
+    if (hit->action == ACTION_KILL)
+        return VERDICT_KILL;
+    if (hit->action == ACTION_DENY)
+        return VERDICT_DENY;
+    return 0;
+}
+
+/* Adds one hit to the exec's, once per (policy, rule). */
+static __always_inline void add_hit(struct exec_hits *acc, const struct hit *hit)
+{
+    struct hit h = *hit;
+    acc->verdict |= take_action(&h);
+    u32 count = acc->count;
+#pragma clang loop unroll(disable)
+    for (int j = 0; j < MAX_EXEC_HITS; j++) {
+        if (j >= count)
+            break;
+        if (acc->hits[j].policy_id == h.policy_id && acc->hits[j].rule_id == h.rule_id)
+            return;
+    }
+    if (count >= MAX_EXEC_HITS)
+        return;
+    acc->hits[count & (MAX_EXEC_HITS - 1)] = h;
+    acc->count = count + 1;
+}
+
+static __always_inline void add_hits(struct exec_hits *acc, const struct match_value *match)
+{
+    if (!match)
+        return;
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < MAX_HITS; i++) {
+        if (i >= match->count)
+            break;
+        add_hit(acc, &match->hits[i]);
+    }
+}
+
+/* The basename lookup: `name` is copied into the zeroed name key. A name
+ * longer than any policy name can be is not looked up. */
+static __always_inline void lookup_name(struct scratch *s, u32 set_id, const char *name, u32 len)
+{
+    if (!name || len == 0 || len >= NAME_LEN)
+        return;
+    __builtin_memset(s->name.name, 0, NAME_LEN);
+    barrier_var(len);
+    bpf_probe_read_kernel(s->name.name, len & (NAME_LEN - 1), name);
+    s->name.set_id = set_id;
+    add_hits(&s->acc, rule_names.lookup(&s->name));
+}
+
+/* The last component of a kernel string (bprm->filename, bprm->interp), looked
+ * up as a basename: the name a program was invoked by, as with a
+ * `whoami -> busybox` symlink. */
+static __always_inline void lookup_invoked_name(struct scratch *s, u32 set_id, const char *path)
+{
+    if (!path)
+        return;
+    int len = bpf_probe_read_kernel_str(s->text, LONG_PATH_LEN, path);
+    if (len <= 1)
+        return;
+    u32 end = (u32)len - 1;   /* the NUL */
+    u32 start = 0;
+    int found = 0;
+#pragma clang loop unroll(disable)
+    for (u32 i = 1; i <= NAME_LEN; i++) {
+        if (i > end) {
+            found = 1;
+            break;
+        }
+        u32 at = end - i;
+        barrier_var(at);
+        at &= LONG_PATH_LEN - 1;
+        if (s->text[at] == '/') {
+            start = at + 1;
+            found = 1;
+            break;
+        }
+    }
+    if (!found)
+        return;
+    barrier_var(start);
+    start &= LONG_PATH_LEN - 1;
+    lookup_name(s, set_id, &s->text[start], end - start);
+}
+
+/* Resolves the path of s->file into s->path.path, once per exec; returns 0, or
+ * -1 when the walk was cut (the path then holds what the walk reached). */
+static __always_inline int resolve_path(struct scratch *s)
+{
+    if (s->walked)
+        return (s->acc.flags & EXEC_PATH_CUT) ? -1 : 0;
+    s->walked = 1;
+    struct kpath root = {};
+    task_fs_path(&root, OFF_FS_ROOT);
+    int cut = walk_path(&s->walk, &s->file.path, &root);
+    bpf_probe_read_kernel_str(s->path.path, PATH_LEN, &s->walk.buf[s->walk.pos & (WALK_BUF - 1)]);
+    if (cut)
+        s->acc.flags |= EXEC_PATH_CUT;
+    return cut;
+}
+
+/* Every hit of the file in s->file (and, for a script without a pass hook,
+ * of the name it was invoked by) goes into s->acc. */
+static __always_inline void match_file(struct scratch *s, u32 set_id, u32 flags,
+                                       const char *interp)
+{
+    if (flags & SET_NAMES) {
+        lookup_name(s, set_id, s->file.name, s->file.name_len);
+        lookup_invoked_name(s, set_id, interp);
+    }
+    if (flags & SET_INODES) {
+        s->inode.set_id = set_id;
+        s->inode.dev = s->file.dev;
+        s->inode.ino = s->file.ino;
+        add_hits(&s->acc, rule_inodes.lookup(&s->inode));
+    }
+    if (flags & SET_PATHS) {
+        if (resolve_path(s) == 0) {
+            s->path.prefixlen = 32 + PATH_LEN * 8;
+            s->path.set_id = set_id;
+            add_hits(&s->acc, rule_paths.lookup(&s->path));
+        } else {
+            add_hits(&s->acc, cut_hits.lookup(&set_id));
+        }
+    }
+}
+
+/* Reads one binfmt pass's file into s->file; a file that cannot be read at
+ * all matches as a cut path (fail closed). */
+static __always_inline int read_exec_file(struct scratch *s, const void *bprm)
+{
+    s->walked = 0;
+    const void *file = read_ptr((const char *)bprm + OFF_BPRM_FILE);
+    if (read_file_facts(&s->file, file) == 0)
+        return 0;
+    s->acc.flags |= EXEC_FILE_UNREAD | EXEC_PATH_CUT;
+    s->walked = 1;
+    s->path.path[0] = 0;
+    s->file.name = 0;
+    s->file.name_len = 0;
+    s->file.dev = 0;
+    s->file.ino = 0;
+    return -1;
+}
+
+static __always_inline void reset_hits(struct exec_hits *acc, u32 set_id)
+{
+    acc->set_id = set_id;
+    acc->count = 0;
+    acc->verdict = 0;
+    acc->flags = 0;
+}
+
 typedef const char __user *const __user *argv_t;
 
 #ifdef BACKEND_LSM
-/* The LSM hook has no argv of its own: it passes ARGV_OF_SYSCALL, and the
- * argv the execve or execveat syscall was given is read only when an event
- * is sent, from the registers the syscall entry saved (struct pt_regs is the
- * x86-64 ABI's layout, the same in every kernel's headers). */
-#define ARGV_OF_SYSCALL ((argv_t)1)
+/* The argv the execve or execveat syscall was given, from the registers the
+ * syscall entry saved (struct pt_regs is the x86-64 ABI's layout, the same in
+ * every kernel's headers): an exec denied at a pass never reaches the point
+ * where the new program's stack holds them. Read only when an event is sent. */
 #define NR_EXECVE 59
 #define NR_EXECVEAT 322
 
@@ -128,14 +316,57 @@ static __always_inline argv_t syscall_argv(void)
 }
 #endif
 
-/* The first arguments of the exec, for the event a person reads. */
-static __always_inline void copy_args(struct event *event, argv_t argv)
+/* Where the next argument starts, past one that ARG_LEN cut (at is just past
+ * what was copied): at most SKIP_CHUNKS chunks of SKIP_LEN bytes are searched
+ * for its end, and 0 past that (no more arguments are reported). */
+#define SKIP_LEN 256
+#define SKIP_CHUNKS 8
+
+static __always_inline u64 skip_argument(char *tmp, u64 at, u64 end)
+{
+#pragma clang loop unroll(disable)
+    for (int k = 0; k < SKIP_CHUNKS; k++) {
+        if (at >= end)
+            return 0;
+        int len = bpf_probe_read_user_str(tmp, SKIP_LEN, (void *)at);
+        if (len <= 0)
+            return 0;
+        if (len < SKIP_LEN)
+            return at + len;
+        at += SKIP_LEN - 1;
+    }
+    return 0;
+}
+
+/* The first arguments of the exec, for the event a person reads. By
+ * sched_process_exec the old memory is gone: the new program's stack holds
+ * them, from mm->arg_start, NUL-separated. */
+static __always_inline void copy_args(struct event *event, char *tmp, int after_exec)
 {
     event->argc = 0;
+    if (after_exec) {
+        void *task = (void *)bpf_get_current_task();
+        void *mm = read_ptr((const char *)task + OFF_TASK_MM);
+        if (!mm)
+            return;
+        u64 at = 0, end = 0;
+        bpf_probe_read_kernel(&at, sizeof(at), (const char *)mm + OFF_MM_ARG_START);
+        bpf_probe_read_kernel(&end, sizeof(end), (const char *)mm + OFF_MM_ARG_END);
+#pragma unroll
+        for (int i = 0; i < MAX_ARGS; i++) {
+            if (at == 0 || at >= end)
+                break;
+            int len = bpf_probe_read_user_str(&event->args[i * ARG_LEN], ARG_LEN, (void *)at);
+            if (len <= 0)
+                break;
+            event->argc = i + 1;
+            /* len counts the NUL; ARG_LEN may also mean the argument was cut. */
+            at = len < ARG_LEN ? at + len : skip_argument(tmp, at + ARG_LEN - 1, end);
+        }
+        return;
+    }
 #ifdef BACKEND_LSM
-    if (argv == ARGV_OF_SYSCALL)
-        argv = syscall_argv();
-#endif
+    argv_t argv = syscall_argv();
     if (!argv)
         return;
 #pragma unroll
@@ -146,10 +377,11 @@ static __always_inline void copy_args(struct event *event, argv_t argv)
         bpf_probe_read_user_str(&event->args[i * ARG_LEN], ARG_LEN, arg);
         event->argc = i + 1;
     }
+#endif
 }
 
-static __always_inline void submit(void *ctx, u64 cgroup_id, u32 kind,
-                                   const struct hit *hit, const char *path, argv_t argv)
+static __always_inline void submit(void *ctx, u64 cgroup_id, u32 kind, const struct hit *hit,
+                                   struct scratch *s, const char *invoked, int after_exec)
 {
     int zero = 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -172,9 +404,17 @@ static __always_inline void submit(void *ctx, u64 cgroup_id, u32 kind,
     event->rule_id = hit ? hit->rule_id : 0;
     event->target_id = hit ? hit->target_id : 0;
     event->action = hit ? hit->action : 0;
+    event->flags = s ? s->acc.flags : 0;
     bpf_get_current_comm(event->comm, sizeof(event->comm));
-    bpf_probe_read_kernel_str(event->filename, sizeof(event->filename), path);
-    copy_args(event, argv);
+    event->filename[0] = 0;
+    if (s)
+        bpf_probe_read_kernel_str(event->filename, sizeof(event->filename), s->path.path);
+    event->invoked[0] = 0;
+    if (invoked)
+        bpf_probe_read_kernel_str(event->invoked, sizeof(event->invoked), invoked);
+    event->argc = 0;
+    if (s && (kind == EVENT_MATCH || kind == EVENT_EXEC))
+        copy_args(event, (char *)s->text, after_exec);
 #ifdef USE_PERF_BUFFER
     if (events.perf_submit(ctx, event, sizeof(*event)) != 0)
         bump(event_drops.lookup(&zero));
@@ -183,131 +423,21 @@ static __always_inline void submit(void *ctx, u64 cgroup_id, u32 kind,
 #endif
 }
 
-/* Whether the path lookup already counted this exec for the hit's rule: a rule
- * naming both the basename and the directory counts the exec once. */
-static __always_inline int counted_by(const struct match_value *earlier, const struct hit *hit)
+/* Counts and reports every hit in s->acc; returns its VERDICT_ bits. */
+static __always_inline u32 apply_hits(void *ctx, u64 cgroup_id, struct scratch *s,
+                                      const char *invoked, int after_exec)
 {
-    if (!earlier)
-        return 0;
-#pragma unroll
-    for (int i = 0; i < MAX_HITS; i++) {
-        if (i >= earlier->count)
+    if (s->acc.count)
+        resolve_path(s);   /* the event shows the resolved path */
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < MAX_EXEC_HITS; i++) {
+        if (i >= s->acc.count)
             break;
-        if (earlier->hits[i].policy_id == hit->policy_id && earlier->hits[i].rule_id == hit->rule_id)
-            return 1;
-    }
-    return 0;
-}
-
-/* The verdict one hit asks for, and (for the counters and events) the action
- * taken: only an LSM hook can make an exec fail, so elsewhere deny kills. */
-static __always_inline int take_action(struct hit *hit)
-{
-#ifndef BACKEND_LSM
-    if (hit->action == ACTION_DENY)
-        hit->action = ACTION_KILL;
-#endif
-    if (hit->action == ACTION_KILL)
-        return VERDICT_KILL;
-    if (hit->action == ACTION_DENY)
-        return VERDICT_DENY;
-    return 0;
-}
-
-/* Counts and reports every hit of one lookup not already seen in `earlier`;
- * returns the VERDICT_ bits they ask for. */
-static __always_inline int apply_hits(void *ctx, u64 cgroup_id, const struct match_value *match,
-                                      const struct match_value *earlier, const char *path,
-                                      argv_t argv)
-{
-    int verdict = 0;
-#pragma unroll
-    for (int i = 0; i < MAX_HITS; i++) {
-        if (i >= match->count)
-            break;
-        struct hit hit = match->hits[i];
-        verdict |= take_action(&hit);
-        if (counted_by(earlier, &hit))
-            continue;
+        struct hit hit = s->acc.hits[i & (MAX_EXEC_HITS - 1)];
         count_hit(cgroup_id, &hit);
-        submit(ctx, cgroup_id, EVENT_MATCH, &hit, path, argv);
+        submit(ctx, cgroup_id, EVENT_MATCH, &hit, s, invoked, after_exec);
     }
-    return verdict;
-}
-
-/* Keeps clang from dropping a bounds mask the verifier needs to see. */
-#define barrier_var(v) asm volatile("" : "+r"(v))
-
-/* Copies the basename of src[0..len) (len counts the NUL) into the zeroed name
- * key. Returns 0 when it is longer than any policy name can be: no lookup.
- * Indexes are masked with `mask` (a power of two less one, never reaching past
- * the scratch value) so the verifier can see every access is in bounds. */
-static __always_inline int take_basename(struct scratch *s, const char *src, u32 len, u32 mask)
-{
-    u32 start = 0;
-    int found = 0;
-#pragma unroll
-    for (u32 i = 1; i <= NAME_LEN; i++) {
-        /* Walk back from the end: a basename that fits NAME_LEN ends within it. */
-        if (i >= len) {
-            found = 1;
-            break;
-        }
-        u32 at = len - 1 - i;
-        barrier_var(at);
-        at &= mask;
-        if (src[at] == '/') {
-            start = at + 1;
-            found = 1;
-            break;
-        }
-    }
-    if (!found)
-        return 0;
-    barrier_var(start);
-    start &= mask;
-    __builtin_memset(s->name.name, 0, NAME_LEN);
-    bpf_probe_read_kernel_str(s->name.name, NAME_LEN, &src[start]);
-    return 1;
-}
-
-/* The basename lookup key, from the copy in the path key or, when the path was
- * too long for it, from a second, full-length copy. */
-static __always_inline int name_key_for(struct scratch *s, const char __user *filename, int len)
-{
-    if (len < PATH_LEN)
-        return take_basename(s, s->path.path, len, 255);
-    int full = read_exec_path(s->long_path, LONG_PATH_LEN, filename);
-    if (full <= 0)
-        return 0;
-    return take_basename(s, s->long_path, full, LONG_PATH_LEN - 1);
-}
-
-/* Stops the caller and parks its exec for userspace to decide. If the held
- * map is full the exec is stopped all the same: userspace finds it by pid
- * from the event and, failing that, on its next sweep. */
-static __always_inline void hold(void *ctx, u64 cgroup_id, struct scratch *s,
-                                 const char __user *filename, int len)
-{
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    int zero = 0;
-    struct held_exec *slot = held_space.lookup(&zero);
-    if (!slot)
-        return;
-    slot->cgroup_id = cgroup_id;
-    bpf_probe_read_kernel_str(slot->filename, PATH_LEN, s->path.path);
-    __builtin_memset(slot->name, 0, NAME_LEN);
-    if (name_key_for(s, filename, len))
-        bpf_probe_read_kernel_str(slot->name, NAME_LEN, s->name.name);
-    held.update(&tgid, slot);
-    /* To this thread, not the thread group: in a multi-threaded caller (a Go
-     * runtime such as runc init) another thread could take a group-wide
-     * SIGSTOP, and the exec's de_thread() cancels a group stop under way. */
-    if (bpf_send_signal_thread(SIGSTOP) != 0) {
-        int stop = 1;
-        bump(signal_errors.lookup(&stop));
-    }
-    submit(ctx, cgroup_id, EVENT_HELD, 0, s->path.path, 0);
+    return s->acc.verdict;
 }
 
 /* Which generation decides execs now. */
@@ -327,66 +457,210 @@ static __always_inline int daemon_alive(void)
     return until && bpf_ktime_get_ns() < *until;
 }
 
-static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_value *cfg)
+static __always_inline void count_unheld(void)
 {
-    struct cgroup_value *selected = cgroup_sets.lookup(&cgroup_id);
-    if (selected)
-        return selected->set_id;
-    return cfg->host_set_id;
+    int unheld = LIVE_UNHELD;
+    bump(liveness.lookup(&unheld));
 }
 
-/* Decides one exec; returns the VERDICT_ bits, having already sent SIGKILL
- * for VERDICT_KILL (only an LSM hook can act on VERDICT_DENY). */
-static __always_inline int on_exec(void *ctx, const char __user *filename, argv_t argv)
+/* The config of the program in force, or 0 when this one is not. */
+static __always_inline struct config_value *config_in_force(void)
 {
     int zero = 0;
     struct config_value *cfg = config.lookup(&zero);
-    struct scratch *s = scratch_space.lookup(&zero);
-    if (!cfg || !s || cfg->generation != live_generation())
+    if (!cfg || cfg->generation != live_generation())
         return 0;
+    return cfg;
+}
+
+/* The caller's set (0: none) and its SET_ flags. */
+static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_value *cfg,
+                                           u32 *flags)
+{
+    struct cgroup_value *selected = cgroup_sets.lookup(&cgroup_id);
+    if (selected) {
+        *flags = selected->flags;
+        return selected->set_id;
+    }
+    *flags = cfg->host_flags;
+    return cfg->host_set_id;
+}
+
+/* Stops the exec'ing thread, now running the new program but before its first
+ * instruction, and parks what the daemon needs to decide it. If the held map
+ * is full the exec is stopped all the same: userspace finds it by pid from
+ * the event and, failing that, on its next sweep. */
+static __always_inline void hold(void *ctx, u64 cgroup_id, u32 set_id, struct scratch *s,
+                                 const void *bprm, int script)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    int zero = 0;
+    struct held_exec *slot = held_space.lookup(&zero);
+    if (!slot)
+        return;
+    resolve_path(s);
+    slot->cgroup_id = cgroup_id;
+    slot->set_id = set_id;
+    slot->ino = s->file.ino;
+    slot->dev = s->file.dev;
+    slot->flags = s->acc.flags | (script ? EXEC_SCRIPT : 0);
+    bpf_probe_read_kernel_str(slot->path, PATH_LEN, s->path.path);
+    __builtin_memset(slot->name, 0, NAME_LEN);
+    u32 name_len = s->file.name_len;
+    if (name_len < NAME_LEN) {
+        barrier_var(name_len);
+        bpf_probe_read_kernel(slot->name, name_len & (NAME_LEN - 1), s->file.name);
+    }
+    const char *filename = read_ptr((const char *)bprm + OFF_BPRM_FILENAME);
+    const char *interp = read_ptr((const char *)bprm + OFF_BPRM_INTERP);
+    bpf_probe_read_kernel_str(slot->invoked, PATH_LEN, filename);
+    slot->interp_name[0] = 0;
+    if (script && interp) {
+        int len = bpf_probe_read_kernel_str(s->text, LONG_PATH_LEN, interp);
+        if (len > 0) {
+            /* bprm->interp is the #! line's path: keep its last NAME_LEN bytes
+             * for userspace to take the basename from. */
+            u32 from = len > NAME_LEN ? (u32)len - NAME_LEN : 0;
+            barrier_var(from);
+            from &= LONG_PATH_LEN - 1;
+            bpf_probe_read_kernel_str(slot->interp_name, NAME_LEN, &s->text[from]);
+        }
+    }
+    /* A relative script path is below the working directory. */
+    struct kpath cwd = {}, root = {};
+    task_fs_path(&cwd, OFF_FS_PWD);
+    task_fs_path(&root, OFF_FS_ROOT);
+    slot->cwd[0] = 0;
+    if (walk_path(&s->walk, &cwd, &root) == 0)
+        bpf_probe_read_kernel_str(slot->cwd, PATH_LEN, &s->walk.buf[s->walk.pos & (WALK_BUF - 1)]);
+    held.update(&tgid, slot);
+    /* To this thread, not the thread group: in a multi-threaded caller (a Go
+     * runtime such as runc init) another thread could take a group-wide
+     * SIGSTOP; by sched_process_exec the caller is single-threaded anyway. */
+    if (bpf_send_signal_thread(SIGSTOP) != 0) {
+        int stop = 1;
+        bump(signal_errors.lookup(&stop));
+    }
+    submit(ctx, cgroup_id, EVENT_HELD, 0, s, filename, 1);
+}
+
+/* sched_process_exec: the exec has succeeded; decide it. */
+static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
+{
+    int zero = 0;
+    struct config_value *cfg = config_in_force();
+    struct scratch *s = scratch_space.lookup(&zero);
+    if (!cfg || !s)
+        return;
     bump(exec_total.lookup(&zero));
     u64 cgroup_id = bpf_get_current_cgroup_id();
-    u32 set_id = set_for_current(cgroup_id, cfg);
+    u32 flags = 0;
+    u32 set_id = set_for_current(cgroup_id, cfg, &flags);
+#ifdef HAS_PASS_HOOK
+    struct exec_hits *passes = pass_hits.lookup(&old_pid);
+#endif
     if (set_id == 0 && !cfg->trace_all)
-        return 0;
+        goto done;
 
-    int len = read_exec_path(s->path.path, PATH_LEN, filename);
-    if (len <= 0)
-        return 0;
+    const char *filename = read_ptr((const char *)bprm + OFF_BPRM_FILENAME);
+    const char *interp = read_ptr((const char *)bprm + OFF_BPRM_INTERP);
+    int script = interp != filename;
+    reset_hits(&s->acc, set_id);
+    read_exec_file(s, bprm);
+    if (script)
+        s->acc.flags |= EXEC_SCRIPT;
     if (set_id == SET_PENDING) {
-        if (daemon_alive()) {
-            hold(ctx, cgroup_id, s, filename, len);
+        if (daemon_alive())
+            hold(ctx, cgroup_id, set_id, s, bprm, script);
+        else
+            count_unheld();
+        goto done;
+    }
+    if (set_id != 0) {
+#ifdef HAS_PASS_HOOK
+        if (passes && passes->set_id == set_id) {
+            /* Every pass's file was matched already, the last one being this. */
+            u32 walked_flags = s->acc.flags;
+            s->acc = *passes;
+            s->acc.flags |= walked_flags;
         } else {
-            int unheld = LIVE_UNHELD;
-            bump(liveness.lookup(&unheld));
+            match_file(s, set_id, flags, interp);
         }
+#else
+        if (script && (flags & SET_HOLD_SCRIPTS)) {
+            if (daemon_alive()) {
+                hold(ctx, cgroup_id, set_id, s, bprm, script);
+                goto done;
+            }
+            count_unheld();
+        }
+        match_file(s, set_id, flags, interp);
+        if (script && (flags & SET_NAMES))
+            lookup_invoked_name(s, set_id, filename);
+#endif
+    }
+    u32 verdict = apply_hits(ctx, cgroup_id, s, filename, 1);
+    if (cfg->trace_all && s->acc.count == 0) {
+        resolve_path(s);
+        submit(ctx, cgroup_id, EVENT_EXEC, 0, s, filename, 1);
+    }
+    if ((verdict & (VERDICT_KILL | VERDICT_DENY)) && bpf_send_signal(SIGKILL) != 0)
+        bump(signal_errors.lookup(&zero));
+done:
+#ifdef HAS_PASS_HOOK
+    if (passes)
+        pass_hits.delete(&old_pid);
+#endif
+    return;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+{
+    /* TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) */
+    on_exec(ctx, (const void *)ctx->args[2], (u32)ctx->args[1]);
+    return 0;
+}
+
+#ifdef HAS_PASS_HOOK
+/* One binfmt pass (bprm->file is this pass's file: a script, then its
+ * interpreter): adds its hits to the thread's. Returns the VERDICT_ bits of
+ * every pass so far. The first pass (interp still equal to filename) starts
+ * the exec's record afresh: one left by an exec that failed later is stale. */
+static __always_inline u32 on_pass(void *ctx, const void *bprm)
+{
+    int zero = 0;
+    struct config_value *cfg = config_in_force();
+    struct scratch *s = scratch_space.lookup(&zero);
+    if (!cfg || !s)
+        return 0;
+    u64 cgroup_id = bpf_get_current_cgroup_id();
+    u32 flags = 0;
+    u32 set_id = set_for_current(cgroup_id, cfg, &flags);
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    if (set_id == 0 || set_id == SET_PENDING) {
+        pass_hits.delete(&tid);
         return 0;
     }
-    int verdict = 0, matched = 0;
-    if (set_id != 0) {
-        s->path.prefixlen = 32 + PATH_LEN * 8;
-        s->path.set_id = set_id;
-        struct match_value *by_path = rule_paths.lookup(&s->path);
-        struct match_value *by_name = 0;
-        if (by_path) {
-            matched = 1;
-            verdict |= apply_hits(ctx, cgroup_id, by_path, 0, s->path.path, argv);
-        }
-        if (name_key_for(s, filename, len)) {
-            s->name.set_id = set_id;
-            by_name = rule_names.lookup(&s->name);
-            if (by_name) {
-                matched = 1;
-                verdict |= apply_hits(ctx, cgroup_id, by_name, by_path, s->path.path, argv);
-            }
-        }
+    const char *filename = read_ptr((const char *)bprm + OFF_BPRM_FILENAME);
+    const char *interp = read_ptr((const char *)bprm + OFF_BPRM_INTERP);
+    struct exec_hits *earlier = pass_hits.lookup(&tid);
+    if (interp != filename && earlier && earlier->set_id == set_id)
+        s->acc = *earlier;
+    else
+        reset_hits(&s->acc, set_id);
+    read_exec_file(s, bprm);
+    match_file(s, set_id, flags, interp);
+    pass_hits.update(&tid, &s->acc);
+#ifdef BACKEND_LSM
+    if (s->acc.verdict & VERDICT_DENY) {
+        /* The exec fails here: count it now, sched_process_exec never comes. */
+        apply_hits(ctx, cgroup_id, s, filename, 0);
+        pass_hits.delete(&tid);
     }
-    if (cfg->trace_all && !matched)
-        submit(ctx, cgroup_id, EVENT_EXEC, 0, s->path.path, argv);
-    if ((verdict & VERDICT_KILL) && bpf_send_signal(SIGKILL) != 0)
-        bump(signal_errors.lookup(&zero));
-    return verdict;
+#endif
+    return s->acc.verdict;
 }
+#endif
 
 /* cgroup v2 lifecycle: both creation and removal are reported; while the
  * daemon asks for it (hold_new) a new cgroup starts pending, and a removed one
@@ -396,11 +670,28 @@ static __always_inline int on_exec(void *ctx, const char __user *filename, argv_
 /* The tracepoints report cgroup v1 hierarchies too; v2 is hierarchy 0. */
 #define CGROUP2_HIERARCHY 0
 
+/* Whether a newer generation has taken over from this program. */
+static __always_inline int superseded(const struct config_value *cfg)
+{
+    return cfg->generation < live_generation();
+}
+
+static __always_inline void submit_cgroup(void *ctx, u64 cgroup_id, u32 kind, const char *path)
+{
+    int zero = 0;
+    struct scratch *s = scratch_space.lookup(&zero);
+    if (!s)
+        return;
+    s->acc.flags = 0;
+    bpf_probe_read_kernel_str(s->path.path, PATH_LEN, path);
+    submit(ctx, cgroup_id, kind, 0, s, 0, 0);
+}
+
 TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
 {
     int zero = 0;
     struct config_value *cfg = config.lookup(&zero);
-    if (args->root != CGROUP2_HIERARCHY || !cfg || cfg->generation < live_generation())
+    if (args->root != CGROUP2_HIERARCHY || !cfg || superseded(cfg))
         return 0;
     u64 cgroup_id = args->id;
     if (cfg->hold_new && daemon_alive()) {
@@ -408,8 +699,8 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
         /* BPF_NOEXIST: an entry userspace already wrote wins. */
         cgroup_sets.insert(&cgroup_id, &pending);
     }
-    submit(args, cgroup_id, EVENT_CGROUP_NEW, 0,
-           (const char *)args + (args->data_loc_path & 0xFFFF), 0);
+    submit_cgroup(args, cgroup_id, EVENT_CGROUP_NEW,
+                  (const char *)args + (args->data_loc_path & 0xFFFF));
     return 0;
 }
 
@@ -417,57 +708,30 @@ TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
 {
     int zero = 0;
     struct config_value *cfg = config.lookup(&zero);
-    if (args->root != CGROUP2_HIERARCHY || !cfg || cfg->generation < live_generation())
+    if (args->root != CGROUP2_HIERARCHY || !cfg || superseded(cfg))
         return 0;
     u64 cgroup_id = args->id;
     cgroup_sets.delete(&cgroup_id);
-    submit(args, cgroup_id, EVENT_CGROUP_GONE, 0,
-           (const char *)args + (args->data_loc_path & 0xFFFF), 0);
+    submit_cgroup(args, cgroup_id, EVENT_CGROUP_GONE,
+                  (const char *)args + (args->data_loc_path & 0xFFFF));
     return 0;
 }
 
 #if defined(BACKEND_LSM)
 struct linux_binprm;
 
-/* Runs once per binary handler pass, before the point of no return: the new
- * program is not loaded yet, and a non-zero return makes execve fail with it.
- * bprm->filename is the path as passed to execve (execveat: /dev/fd/N/path).
- * Both fields are read at offsets from the running kernel's BTF, never through
- * headers that may belong to another kernel. */
+/* Runs once per binfmt pass, before the point of no return: a non-zero return
+ * makes execve fail with it. */
 LSM_PROBE(bprm_check_security, struct linux_binprm *bprm)
 {
-    const char *filename = 0, *interp = 0;
-    bpf_probe_read_kernel(&filename, sizeof(filename), (char *)bprm + BPRM_FILENAME_OFFSET);
-    bpf_probe_read_kernel(&interp, sizeof(interp), (char *)bprm + BPRM_INTERP_OFFSET);
-    /* A #! script or binfmt_misc passes again for its interpreter, by then with
-     * interp set apart from filename: the syscall hooks see one exec, so do we. */
-    if (!filename || interp != filename)
-        return 0;
-    int verdict = on_exec(ctx, (const char __user *)filename, ARGV_OF_SYSCALL);
-    return verdict ? -EPERM : 0;
+    u32 verdict = on_pass(ctx, (const void *)bprm);
+    return (verdict & VERDICT_DENY) ? -EPERM : 0;
 }
 #elif defined(BACKEND_KPROBE)
-int syscall__execve(struct pt_regs *ctx, const char __user *filename, argv_t argv)
+/* security_bprm_check(struct linux_binprm *bprm), once per binfmt pass. */
+int pass_check(struct pt_regs *ctx)
 {
-    on_exec(ctx, filename, argv);
-    return 0;
-}
-
-int syscall__execveat(struct pt_regs *ctx, int dirfd, const char __user *filename, argv_t argv)
-{
-    on_exec(ctx, filename, argv);
-    return 0;
-}
-#else
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
-{
-    on_exec(args, (const char __user *)args->filename, (argv_t)args->argv);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
-{
-    on_exec(args, (const char __user *)args->filename, (argv_t)args->argv);
+    on_pass(ctx, (const void *)PT_REGS_PARM1(ctx));
     return 0;
 }
 #endif

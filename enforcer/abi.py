@@ -8,7 +8,7 @@ they match the header.
 from __future__ import annotations
 
 import sysconfig
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 from pathlib import Path
 
 
@@ -50,10 +50,30 @@ class EventKind(IntEnum):
     CGROUP_GONE = 5
 
 
+class SetFlag(IntFlag):
+    """Which lookups a policy set has entries for (cgroup_value.flags, SET_*)."""
+
+    NAMES = 1
+    PATHS = 2
+    INODES = 4
+    HOLD_SCRIPTS = 8
+
+
+class ExecFlag(IntFlag):
+    """What the kernel says of an exec's file (EXEC_* in events and held execs)."""
+
+    PATH_CUT = 1
+    SCRIPT = 2
+    FILE_UNREAD = 4
+
+
 PATH_LEN = 252
 NAME_LEN = 64
 LONG_PATH_LEN = 4096
 MAX_HITS = 8
+MAX_EXEC_HITS = 16
+WALK_STEPS = 64
+WALK_BUF = 4096
 COMM_LEN = 16
 MAX_ARGS = 6
 ARG_LEN = 64

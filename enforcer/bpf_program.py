@@ -22,7 +22,7 @@ from enforcer.abi import Action, EventKind
 from enforcer.btf import VMLINUX
 from enforcer.compiler import Hit, MapContents
 from enforcer.errors import BpfLoadError
-from enforcer.kernel import SYSCALLS, Backend
+from enforcer.kernel import KPROBE_PASS_FUNCTION, Backend
 from enforcer.links import LinkError, LinksUnsupportedError, kprobe_link, tracepoint_link
 
 log = logging.getLogger(__name__)
@@ -54,18 +54,26 @@ class KernelEvent:
     uid: int
     hit: Hit | None
     comm: str
-    filename: str  # for cgroup events, the cgroup's path
+    filename: str  # the file that runs, resolved; for cgroup events, the cgroup's path
     argv: tuple[str, ...] = ()
+    invoked: str = ""  # the path as passed to exec
+    flags: int = 0  # abi.ExecFlag bits
 
 
 @dataclass(frozen=True)
 class HeldExec:
-    """An exec stopped in a pending cgroup, waiting for a decision."""
+    """An exec the kernel stopped for the daemon to decide (see bpf/enforcer.h)."""
 
     pid: int
     cgroup_id: int
-    filename: str
-    name: str  # basename; empty when longer than any policy name can be
+    set_id: int  # abi.SET_PENDING, or the kernel's set (bank bit included)
+    path: str  # the file that runs, resolved in the caller's root
+    name: str  # its basename; empty when longer than any policy name can be
+    inode: tuple[int, int]
+    flags: int  # abi.ExecFlag bits
+    invoked: str  # the path as passed to exec (a script's)
+    interp_name: str  # for a script, the tail of its #! interpreter's path
+    cwd: str  # the caller's working directory, resolved
 
 
 @dataclass(frozen=True)
@@ -92,25 +100,23 @@ class ExecProgram:
         trace_all: bool = False,
         pin_dir: Path | None = None,
     ) -> None:
-        cflags = [f"-I{abi.BPF_DIR}"]
+        cflags = [f"-I{abi.BPF_DIR}", *_layout_cflags()]
         if pin_dir is not None:
             pin_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             cflags.append(f'-DPIN_DIR="{pin_dir}"')
         if backend is Backend.KPROBE:
             cflags.append("-DBACKEND_KPROBE")
         if backend is Backend.LSM:
-            cflags += _lsm_cflags()
+            cflags.append("-DBACKEND_LSM")
         if not ring_buffer:
             cflags.append("-DUSE_PERF_BUFFER")
         started = time.monotonic()
         try:
-            # Tracepoint and LSM (lsm__bprm_check_security) probes attach as they load.
+            # Tracepoint, raw tracepoint and LSM probes attach as they load.
             self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
             self.links = self._persistent_links(backend) if pin_dir is not None else {}
             if backend is Backend.KPROBE and not self.links:
-                for name in SYSCALLS:
-                    fnname = self._bpf.get_syscall_fnname(name.encode())
-                    self._bpf.attach_kprobe(event=fnname, fn_name=f"syscall__{name}".encode())
+                self._bpf.attach_kprobe(event=KPROBE_PASS_FUNCTION.encode(), fn_name=b"pass_check")
         except LinkError as e:
             raise BpfLoadError(f"cannot attach {SOURCE.name}: {e}") from e
         except Exception as e:  # bcc raises bare Exception for compile, load and attach
@@ -130,7 +136,8 @@ class ExecProgram:
         self._bpf.free_bcc_memory()
         ctypes.CDLL(None).malloc_trim(0)
         self._bank = 0
-        self._set_config(host_set_id=abi.NO_SET, trace_all=trace_all)
+        self._set_flags: Mapping[int, int] = {}
+        self._set_config(host_set_id=abi.NO_SET, host_flags=0, trace_all=trace_all)
 
     def _table(self, name: str) -> Any:
         return self._bpf[name.encode()]
@@ -158,11 +165,10 @@ class ExecProgram:
                 fd = self._bpf.funcs[fn_name].fd
                 made[f"{category}:{event}"] = tracepoint_link(fd, tracefs, category, event)
             if backend is Backend.KPROBE:
-                for name in SYSCALLS:
-                    fn = self._bpf.load_func(f"syscall__{name}".encode(), BPF.KPROBE)
-                    function = self._bpf.get_syscall_fnname(name.encode()).decode()
-                    made[name] = kprobe_link(fn.fd, function)
-            for name, fd in self._bpf.lsm_fds.items():  # bcc attaches LSM hooks as links
+                fn = self._bpf.load_func(b"pass_check", BPF.KPROBE)
+                made[KPROBE_PASS_FUNCTION] = kprobe_link(fn.fd, KPROBE_PASS_FUNCTION)
+            # bcc attaches raw tracepoints and LSM hooks through links already.
+            for name, fd in (*self._bpf.raw_tracepoint_fds.items(), *self._bpf.lsm_fds.items()):
                 made[name.decode()] = os.dup(fd)
         except LinksUnsupportedError as e:
             for fd in made.values():
@@ -186,6 +192,7 @@ class ExecProgram:
         self,
         *,
         host_set_id: int | None = None,
+        host_flags: int | None = None,
         trace_all: bool | None = None,
         hold_new: bool | None = None,
         generation: int | None = None,
@@ -194,6 +201,8 @@ class ExecProgram:
         value = table[ctypes.c_int(abi.CONFIG_KEY)]
         if host_set_id is not None:
             value.host_set_id = host_set_id
+        if host_flags is not None:
+            value.host_flags = host_flags
         if trace_all is not None:
             value.trace_all = int(trace_all)
         if hold_new is not None:
@@ -248,23 +257,39 @@ class ExecProgram:
             )
         bank = 1 - self._bank
         base = BANK_BASES[bank]
-        old_names = self._keys_in_bank("rule_names", self._bank)
-        old_paths = self._keys_in_bank("rule_paths", self._bank)
+        old = {name: self._keys_in_bank(name, self._bank) for name in _RULE_MAPS}
         self._fill_names(base, maps.names)
         self._fill_paths(base, maps.paths)
+        self.add_inodes(maps.inodes, base)
+        self._fill_cut(base, maps.cut)
+        self._set_flags = maps.set_flags
         self._switch_cgroups(base, maps.cgroup_sets)
-        self._set_config(host_set_id=_in_bank(base, maps.host_set_id))
-        _delete_keys(self._table("rule_names"), old_names)
-        _delete_keys(self._table("rule_paths"), old_paths)
+        self._set_config(
+            host_set_id=_in_bank(base, maps.host_set_id), host_flags=maps.flags_of(maps.host_set_id)
+        )
+        for name, keys in old.items():
+            _delete_keys(self._table(name), keys)
         self._bank = bank
 
     def _keys_in_bank(self, map_name: str, bank: int) -> list[Any]:
         base = BANK_BASES[bank]
-        return [
-            k
-            for k in self._table(map_name)
-            if k.set_id & BANK_BASES[1] == base  # the top bit says which bank
-        ]
+        return [k for k in self._table(map_name) if _set_of_key(k) & BANK_BASES[1] == base]
+
+    def add_inodes(
+        self, inodes: Mapping[tuple[int, int, int], tuple[Hit, ...]], base: int | None = None
+    ) -> None:
+        """Inode entries into a bank, by default the one in force (a container joining a set)."""
+        base = BANK_BASES[self._bank] if base is None else base
+        table = self._table("rule_inodes")
+        for (set_id, dev, ino), hits in inodes.items():
+            key = table.Key()
+            key.set_id, key.dev, key.ino = base + set_id, dev, ino
+            table[key] = _match_value(table, hits)
+
+    def _fill_cut(self, base: int, cut: Mapping[int, tuple[Hit, ...]]) -> None:
+        table = self._table("cut_hits")
+        for set_id, hits in cut.items():
+            table[ctypes.c_uint32(base + set_id)] = _match_value(table, hits)
 
     def _fill_names(self, base: int, names: Mapping[tuple[int, str], tuple[Hit, ...]]) -> None:
         table = self._table("rule_names")
@@ -300,6 +325,7 @@ class ExecProgram:
         for cgroup_id, set_id in cgroup_sets.items():
             value = table.Leaf()
             value.set_id = _in_bank(base, set_id)
+            value.flags = self._set_flags.get(set_id, 0)
             table[ctypes.c_uint64(cgroup_id)] = value
 
     def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None:
@@ -320,8 +346,14 @@ class ExecProgram:
             HeldExec(
                 pid=k.value,
                 cgroup_id=v.cgroup_id,
-                filename=os.fsdecode(v.filename),
+                set_id=v.set_id,
+                path=os.fsdecode(v.path),
                 name=os.fsdecode(v.name),
+                inode=(v.dev, v.ino),
+                flags=v.flags,
+                invoked=os.fsdecode(v.invoked),
+                interp_name=os.fsdecode(v.interp_name),
+                cwd=os.fsdecode(v.cwd),
             )
             for k, v in self._table("held").items()
         ]
@@ -358,7 +390,7 @@ class ExecProgram:
         """How many entries each policy map holds now."""
         return {
             name: sum(1 for _ in self._table(name))
-            for name in ("cgroup_sets", "rule_names", "rule_paths", "counters")
+            for name in ("cgroup_sets", *_RULE_MAPS, "counters")
         }
 
     def exec_total(self) -> int:
@@ -405,25 +437,30 @@ class ExecProgram:
         self._bpf.cleanup()
 
 
-def _lsm_cflags() -> list[str]:
-    layout = kernel.bprm_layout()
-    if layout is None:
+# The rule maps whose keys start with a set id, filled per bank.
+_RULE_MAPS = ("rule_names", "rule_paths", "rule_inodes", "cut_hits")
+
+
+def _layout_cflags() -> list[str]:
+    layout = kernel.current_layout()
+    if layout is None or not layout.complete:
+        missing = ", ".join(layout.missing) if layout else "every struct"
         raise BpfLoadError(
-            "the lsm backend reads struct linux_binprm at offsets from the kernel's BTF, and "
-            f"{VMLINUX} is missing or does not describe it; use --backend kprobe or "
-            "tracepoint"
+            "the exec program reads the file that runs at struct offsets from the kernel's BTF, "
+            f"and {VMLINUX} is missing or does not describe {missing}; run `enforcer doctor`"
         )
-    return [
-        "-DBACKEND_LSM",
-        f"-DBPRM_FILENAME_OFFSET={layout.filename}",
-        f"-DBPRM_INTERP_OFFSET={layout.interp}",
-    ]
+    return layout.cflags()
+
+
+def _set_of_key(key: Any) -> int:
+    """The set id a rule map key starts with (cut_hits keys are the set id itself)."""
+    return int(key.value if isinstance(key, ctypes.c_uint32) else key.set_id)
 
 
 def _has_deny(maps: MapContents) -> bool:
     return any(
         hit.action is Action.DENY
-        for table in (maps.names, maps.paths)
+        for table in (maps.names, maps.paths, maps.inodes)
         for hits in table.values()
         for hit in hits
     )
@@ -472,6 +509,8 @@ def _decode_event(raw: Any) -> KernelEvent:
         comm=raw.comm.decode(errors="replace"),
         filename=raw.filename.decode(errors="replace"),
         argv=_decode_args(raw),
+        invoked=raw.invoked.decode(errors="replace"),
+        flags=raw.flags,
     )
 
 

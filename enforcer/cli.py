@@ -195,9 +195,11 @@ def _print_event(denial: dict[str, Any], as_json: bool) -> None:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(denial["time"]))
     where = _container_label(denial["container_id"], denial["container_name"])
     argv = " ".join(denial["argv"][1:])
+    invoked = denial.get("invoked")
+    program = f"{denial['filename']} (invoked as {invoked})" if invoked else denial["filename"]
     click.echo(
         f"{when:19}  {denial['action']:7}  {denial['policy'] + '/' + denial['rule']:28}  "
-        f"{where:26}  {denial['pid']:>7}  {denial['filename']} {argv}".rstrip()
+        f"{where:26}  {denial['pid']:>7}  {program} {argv}".rstrip()
     )
 
 

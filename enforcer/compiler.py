@@ -1,10 +1,15 @@
 """Policies plus the containers that exist -> the contents of the BPF maps.
 
 A pure function: no I/O, no kernel. The kernel side looks up, per exec, the
-policy *set* of the caller's cgroup (the distinct combination of policies that
-select it), then the executed path and basename within that set. Each hit
-names a (policy, rule, target) and its action, with the policy's mode folded
-in, so switching a policy between enforce and audit is a map update.
+policy *set* of the caller's cgroup, then the file that runs within that set:
+its resolved path, its inode and its basenames. Each hit names a (policy,
+rule, target) and its action, with the policy's mode folded in, so switching
+a policy between enforce and audit is a map update.
+
+A set is a distinct combination of policies *and* of how their paths resolve
+in the container's root (`enforcer.resolve`, done by the caller): `/bin/sh` is
+`/usr/bin/dash` in one container and `/bin/sh` in another, so the two get sets
+of their own, while containers that resolve alike share one.
 
 Ids are stable across recompiles: `Ids` hands out the same number for the same
 policy, rule and target name, so counters keep their meaning over a reload.
@@ -21,7 +26,7 @@ from types import MappingProxyType
 from typing import Generic, Protocol, TypeVar
 
 from enforcer import abi
-from enforcer.abi import Action
+from enforcer.abi import Action, SetFlag
 from enforcer.containers.model import Container
 from enforcer.errors import EnforcerError
 from enforcer.policy.images import image_matches
@@ -33,11 +38,15 @@ from enforcer.policy.model import (
     RuleAction,
     Selector,
 )
+from enforcer.resolve import ResolvedPath, RootView
 
 K = TypeVar("K")
 
 # Named network namespaces (`ip netns list`) -> inode number; the caller reads /run/netns.
 NO_NETNS: Mapping[str, int] = MappingProxyType({})
+NO_VIEWS: Mapping[str, RootView] = MappingProxyType({})
+# The key of the host's own root in `views`.
+HOST_VIEW = ""
 
 
 class CompileError(EnforcerError):
@@ -148,10 +157,20 @@ class MapContents:
     cgroup_sets: Mapping[int, int]
     host_set_id: int
     names: Mapping[tuple[int, str], tuple[Hit, ...]]
-    # Keys are exact paths ending in "\0" or directories ending in "/": the
-    # kernel's LPM trie returns the longest, so each entry already carries the
-    # hits of every directory above it.
+    # Keys are exact paths ending in "\0" or directories ending in "/", as
+    # resolved in the set's root: the kernel's LPM trie returns the longest, so
+    # each entry already carries the hits of every directory above it.
     paths: Mapping[tuple[int, str], tuple[Hit, ...]]
+    # (set, kernel dev, inode) of the files policy paths resolved to.
+    inodes: Mapping[tuple[int, int, int], tuple[Hit, ...]] = field(default_factory=dict)
+    # set -> the hits of all its path and dir rules: what a path too deep for
+    # the kernel's walk matches (fail closed).
+    cut: Mapping[int, tuple[Hit, ...]] = field(default_factory=dict)
+    # set -> SET_* flags: the lookups the kernel makes for it.
+    set_flags: Mapping[int, int] = field(default_factory=dict)
+
+    def flags_of(self, set_id: int) -> int:
+        return self.set_flags.get(set_id, 0)
 
 
 @dataclass(frozen=True)
@@ -164,14 +183,29 @@ class Selection:
     unresolved: tuple[str, ...]
 
 
+# How a set's policies' paths and dirs resolve: (as written, canonical) pairs.
+Resolution = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class SetKey:
+    """What makes two cgroups share a policy set."""
+
+    members: frozenset[str]
+    resolution: Resolution = ()
+
+    def order(self) -> tuple[list[str], Resolution]:
+        return sorted(self.members), self.resolution
+
+
 @dataclass(frozen=True)
 class Compiled:
     maps: MapContents
     selections: tuple[Selection, ...]
     ids: Ids
-    # The set number of each distinct combination of policies, so a container
-    # that appears later and joins an existing combination is one map write.
-    sets: Mapping[frozenset[str], int]
+    # The set number of each set key, so a container that appears later and
+    # joins an existing set is a few map writes, not a recompile.
+    sets: Mapping[SetKey, int]
 
 
 def compile_policies(
@@ -179,29 +213,126 @@ def compile_policies(
     containers: Sequence[Container],
     ids: Ids | None = None,
     netns: Mapping[str, int] = NO_NETNS,
+    views: Mapping[str, RootView] = NO_VIEWS,
 ) -> Compiled:
-    """Compiles policies against the containers and named network namespaces that exist now."""
+    """Compiles policies against the containers and named network namespaces that exist now.
+
+    `views` holds, per container id (HOST_VIEW for the host), how the policies'
+    paths and dirs resolve in its root; a path missing there is taken as written.
+    """
     ids = ids if ids is not None else Ids()
     selections = tuple(select(p, containers, netns) for p in policies)
     by_policy = {p.name: p for p in policies}
-    cgroup_policies = _policies_per_cgroup(selections, containers)
-    host_policies = frozenset(s.policy for s in selections if s.host)
-    set_ids = _number_sets([*cgroup_policies.values(), host_policies])
-    names: dict[tuple[int, str], list[Hit]] = defaultdict(list)
-    paths: dict[tuple[int, str], list[Hit]] = defaultdict(list)
-    for members, set_id in set_ids.items():
-        for policy_name in sorted(members):
-            _add_policy(by_policy[policy_name], set_id, ids, names, paths)
-    maps = MapContents(
-        cgroup_sets={
-            cg: set_ids.get(members, abi.NO_SET) for cg, members in cgroup_policies.items()
-        },
-        host_set_id=set_ids.get(host_policies, abi.NO_SET),
-        names=_freeze(names),
-        paths=_freeze(_inherit_dir_hits(paths)),
+    cgroup_keys, owners = _set_keys_per_cgroup(selections, containers, by_policy, views)
+    host_members = frozenset(s.policy for s in selections if s.host)
+    host_key = set_key(host_members, [by_policy[m] for m in host_members], views.get(HOST_VIEW))
+    set_ids = _number_sets([*cgroup_keys.values(), host_key])
+    tables = _Tables()
+    for key, set_id in set_ids.items():
+        for policy_name in sorted(key.members):
+            _add_policy(by_policy[policy_name], set_id, ids, dict(key.resolution), tables)
+    for cgroup_id, key in cgroup_keys.items():
+        if key in set_ids:
+            tables.add_inodes(set_ids[key], views.get(owners[cgroup_id], {}))
+    if host_key in set_ids:
+        tables.add_inodes(set_ids[host_key], views.get(HOST_VIEW, {}))
+    maps = tables.contents(
+        cgroup_sets={cg: set_ids.get(key, abi.NO_SET) for cg, key in cgroup_keys.items()},
+        host_set_id=set_ids.get(host_key, abi.NO_SET),
     )
     _check_capacity(maps)
     return Compiled(maps=maps, selections=selections, ids=ids, sets=set_ids)
+
+
+def set_key(
+    members: frozenset[str], policies: Sequence[ExecPolicy], view: RootView | None
+) -> SetKey:
+    """The set a cgroup with these policies and this root view belongs to."""
+    if not members:
+        return SetKey(members)
+    resolution = tuple(
+        sorted(
+            (target, canonical)
+            for target in path_targets(policies)
+            if (canonical := _canonical(target, view)) != target
+        )
+    )
+    return SetKey(members, resolution)
+
+
+def path_targets(policies: Iterable[ExecPolicy]) -> list[str]:
+    """Every path and dir the policies name, as written (what `enforcer.resolve` resolves)."""
+    targets: dict[str, None] = {}
+    for policy in policies:
+        for rule in policy.spec.rules:
+            targets.update(dict.fromkeys(rule.match.paths))
+            targets.update(dict.fromkeys(rule.match.dirs))
+    return list(targets)
+
+
+def inode_entries(
+    policies: Sequence[ExecPolicy], set_id: int, ids: Ids, view: RootView
+) -> dict[tuple[int, int, int], tuple[Hit, ...]]:
+    """The inode entries a container with this view adds to an existing set."""
+    tables = _Tables()
+    for policy in policies:
+        _add_policy(policy, set_id, ids, {}, tables)
+    tables.add_inodes(set_id, view)
+    return dict(tables.contents({}, abi.NO_SET).inodes)
+
+
+def _canonical(target: str, view: RootView | None) -> str:
+    resolved = view.get(target) if view is not None else None
+    return resolved.canonical if resolved is not None else target
+
+
+class _Tables:
+    """The map contents being built: entries with their hits, per set."""
+
+    def __init__(self) -> None:
+        self.names: dict[tuple[int, str], list[Hit]] = defaultdict(list)
+        self.paths: dict[tuple[int, str], list[Hit]] = defaultdict(list)
+        self.inodes: dict[tuple[int, int, int], list[Hit]] = defaultdict(list)
+        self.cut: dict[int, list[Hit]] = defaultdict(list)
+        self.flags: dict[int, int] = defaultdict(int)
+        # (set, path as written) -> its hits, for the files it resolved to.
+        self.by_path_target: dict[tuple[int, str], list[Hit]] = defaultdict(list)
+
+    def add(self, set_id: int, target: Target, key: str, hit: Hit) -> None:
+        if target.kind is TargetKind.NAME:
+            self.names[(set_id, key)].append(hit)
+            self.flags[set_id] |= SetFlag.NAMES
+            return
+        self.paths[(set_id, key)].append(hit)
+        self.cut[set_id].append(hit)
+        self.flags[set_id] |= SetFlag.PATHS
+        if hit.action is not Action.AUDIT:
+            self.flags[set_id] |= SetFlag.HOLD_SCRIPTS
+        if target.kind is TargetKind.PATH:
+            # Looked up even before any file resolved: a container joining
+            # the set later may bring some (see inode_entries).
+            self.flags[set_id] |= SetFlag.INODES
+            self.by_path_target[(set_id, target.value)].append(hit)
+
+    def add_inodes(self, set_id: int, view: RootView) -> None:
+        """The files this root's policy paths resolved to, with those paths' hits."""
+        for (entry_set, written), hits in self.by_path_target.items():
+            resolved: ResolvedPath | None = view.get(written)
+            if entry_set == set_id and resolved is not None and resolved.inode is not None:
+                dev, ino = resolved.inode
+                entry = self.inodes[(set_id, dev, ino)]
+                entry.extend(hit for hit in hits if hit not in entry)
+
+    def contents(self, cgroup_sets: Mapping[int, int], host_set_id: int) -> MapContents:
+        return MapContents(
+            cgroup_sets=cgroup_sets,
+            host_set_id=host_set_id,
+            names=_freeze(self.names),
+            paths=_freeze(_inherit_dir_hits(self.paths)),
+            inodes=_freeze(self.inodes),
+            cut={set_id: _strictest(hits) for set_id, hits in self.cut.items()},
+            set_flags=dict(self.flags),
+        )
 
 
 def _check_capacity(maps: MapContents) -> None:
@@ -218,6 +349,7 @@ def _check_capacity(maps: MapContents) -> None:
             abi.MAX_NAME_ENTRIES // 2,
         ),
         ("paths and directories (per set)", len(maps.paths), abi.MAX_PATH_ENTRIES // 2),
+        ("files that policy paths resolved to", len(maps.inodes), abi.MAX_PATH_ENTRIES // 2),
     )
     for what, count, limit in limits:
         if count > limit:
@@ -322,10 +454,13 @@ def _distinct(container_ids: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(container_ids))
 
 
-def _policies_per_cgroup(
-    selections: Iterable[Selection], containers: Sequence[Container]
-) -> dict[int, frozenset[str]]:
-    """Every known container cgroup, with the policies selecting it (maybe none).
+def _set_keys_per_cgroup(
+    selections: Iterable[Selection],
+    containers: Sequence[Container],
+    by_policy: Mapping[str, ExecPolicy],
+    views: Mapping[str, RootView],
+) -> tuple[dict[int, SetKey], dict[int, str]]:
+    """Every known container cgroup, with its set key (maybe of no policy), and its container.
 
     Unselected containers are listed too, so the kernel does not mistake them
     for host processes.
@@ -334,33 +469,44 @@ def _policies_per_cgroup(
     for s in selections:
         for container_id in s.container_ids:
             by_container[container_id].add(s.policy)
-    result: dict[int, frozenset[str]] = {}
+    keys: dict[int, SetKey] = {}
+    owners: dict[int, str] = {}
     for container in containers:
         members = frozenset(by_container.get(container.id, ()))
+        key = set_key(members, [by_policy[m] for m in members], views.get(container.id))
         for cgroup_id in container.cgroup_ids:
-            result[cgroup_id] = result.get(cgroup_id, frozenset()) | members
-    return result
+            if cgroup_id not in keys or not keys[cgroup_id].members:
+                keys[cgroup_id], owners[cgroup_id] = key, container.id
+    return keys, owners
 
 
-def _number_sets(sets: Iterable[frozenset[str]]) -> dict[frozenset[str], int]:
-    distinct = sorted({s for s in sets if s}, key=sorted)
-    return {members: number for number, members in enumerate(distinct, start=1)}
+def _number_sets(keys: Iterable[SetKey]) -> dict[SetKey, int]:
+    distinct = sorted({key for key in keys if key.members}, key=SetKey.order)
+    return {key: number for number, key in enumerate(distinct, start=1)}
 
 
 def _add_policy(
-    policy: ExecPolicy,
-    set_id: int,
-    ids: Ids,
-    names: dict[tuple[int, str], list[Hit]],
-    paths: dict[tuple[int, str], list[Hit]],
+    policy: ExecPolicy, set_id: int, ids: Ids, canonical: Mapping[str, str], tables: _Tables
 ) -> None:
+    """One policy's rules into a set, its paths and dirs as they resolve there."""
     policy_id = ids.policies.number(policy.name)
     for rule in policy.spec.rules:
         action = _action(policy.spec.mode, rule.action)
         rule_id = ids.rules.number((policy.name, rule.name))
-        for target, table, key in _targets(rule.match.names, rule.match.paths, rule.match.dirs):
+        for target, written_key in _targets(rule.match.names, rule.match.paths, rule.match.dirs):
             hit = Hit(policy_id, rule_id, ids.targets.number(target), action)
-            (names if table == "names" else paths)[(set_id, key)].append(hit)
+            key = _resolved_key(target, written_key, canonical)
+            tables.add(set_id, target, key, hit)
+
+
+def _resolved_key(target: Target, key: str, canonical: Mapping[str, str]) -> str:
+    if target.kind is TargetKind.NAME:
+        return key
+    written = target.value if target.kind is TargetKind.PATH else target.value.rstrip("/") or "/"
+    resolved = canonical.get(written)
+    if resolved is None:
+        return key
+    return resolved + "\0" if target.kind is TargetKind.PATH else resolved.rstrip("/") + "/"
 
 
 def _action(mode: Mode, action: RuleAction) -> Action:
@@ -372,14 +518,14 @@ def _action(mode: Mode, action: RuleAction) -> Action:
 
 def _targets(
     names: Iterable[str], paths: Iterable[str], dirs: Iterable[str]
-) -> Iterable[tuple[Target, str, str]]:
+) -> Iterable[tuple[Target, str]]:
     for name in names:
-        yield Target(TargetKind.NAME, name), "names", name
+        yield Target(TargetKind.NAME, name), name
     for path in paths:
-        yield Target(TargetKind.PATH, path), "paths", path + "\0"
+        yield Target(TargetKind.PATH, path), path + "\0"
     for directory in dirs:
         key = directory if directory.endswith("/") else directory + "/"
-        yield Target(TargetKind.DIR, key), "paths", key
+        yield Target(TargetKind.DIR, key), key
 
 
 def _inherit_dir_hits(paths: dict[tuple[int, str], list[Hit]]) -> dict[tuple[int, str], list[Hit]]:
@@ -394,14 +540,28 @@ def _inherit_dir_hits(paths: dict[tuple[int, str], list[Hit]]) -> dict[tuple[int
     return result
 
 
-def _freeze(table: dict[tuple[int, str], list[Hit]]) -> dict[tuple[int, str], tuple[Hit, ...]]:
-    frozen: dict[tuple[int, str], tuple[Hit, ...]] = {}
+EntryKey = TypeVar("EntryKey", tuple[int, str], tuple[int, int, int])
+
+
+def _freeze(table: Mapping[EntryKey, list[Hit]]) -> dict[EntryKey, tuple[Hit, ...]]:
+    frozen: dict[EntryKey, tuple[Hit, ...]] = {}
     for key, hits in table.items():
         unique = tuple(sorted(set(hits)))
         if len(unique) > abi.MAX_HITS:
+            what = str(key[1]).rstrip(chr(0)) if len(key) == 2 else f"inode {key[2]}"
             raise CompileError(
-                f"{len(unique)} rules match {key[1].rstrip(chr(0))!r} in one selection; at most "
+                f"{len(unique)} rules match {what!r} in one selection; at most "
                 f"{abi.MAX_HITS} can. Merge rules that name the same program."
             )
         frozen[key] = unique
     return frozen
+
+
+def _strictest(hits: Iterable[Hit]) -> tuple[Hit, ...]:
+    """At most MAX_HITS hits, one per rule, the strictest actions first."""
+    per_rule: dict[tuple[int, int], Hit] = {}
+    for hit in hits:
+        per_rule.setdefault((hit.policy_id, hit.rule_id), hit)
+    order = {Action.KILL: 0, Action.DENY: 1, Action.AUDIT: 2}
+    ranked = sorted(per_rule.values(), key=lambda h: (order[h.action], h))
+    return tuple(ranked[: abi.MAX_HITS])

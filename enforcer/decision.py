@@ -1,39 +1,65 @@
 """The kernel's per-exec decision, replayed in userspace for held execs.
 
-An exec in a cgroup that was still pending when it happened is stopped by the
-kernel; once the daemon knows which policies apply there, it decides that exec
-here, exactly as bpf/exec_enforcer.c would have: the longest path entry (exact
-path or directory), then the basename entry, counting each (policy, rule) once.
+An exec the kernel stopped (in a cgroup still pending, or a script whose own
+path the daemon resolves) is decided here exactly as bpf/exec_enforcer.c
+would have: for each file that runs (the program, and a script's own file),
+the longest path entry (exact path or directory) of its resolved path, its
+inode, its basenames; each (policy, rule) counts once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from enforcer import abi
 from enforcer.abi import Action
-from enforcer.compiler import Hit, MapContents
+from enforcer.compiler import Hit, MapContents, path_targets
 from enforcer.policy.model import ExecPolicy
+from enforcer.resolve import RootView
 
 
-def decide(maps: MapContents, set_id: int, filename: str, name: str) -> tuple[Hit, ...]:
-    """The hits the kernel would have reported, path hits first.
+@dataclass(frozen=True)
+class FileIdentity:
+    """One file that an exec runs, as the kernel (or the resolver) found it."""
+
+    path: str  # resolved inside the caller's root
+    names: tuple[str, ...]  # its basename, and the ones it was invoked by
+    inode: tuple[int, int] | None = None  # (kernel dev, ino)
+    path_cut: bool = False  # the kernel's walk did not reach the root
+
+
+def decide(maps: MapContents, set_id: int, files: Iterable[FileIdentity]) -> tuple[Hit, ...]:
+    """The hits the kernel would have reported, one per (policy, rule).
 
     A held exec is already past the hook, so a deny rule can only kill it:
-    its hits say kill, as the syscall hooks' do.
+    its hits say kill, as the non-LSM hooks' do.
     """
     if set_id == abi.NO_SET:
         return ()
-    by_path = _longest_path_entry(maps, set_id, filename)
-    by_name = maps.names.get((set_id, name), ()) if name else ()
-    counted = {(h.policy_id, h.rule_id) for h in by_path}
-    hits = by_path + tuple(h for h in by_name if (h.policy_id, h.rule_id) not in counted)
-    return tuple(replace(h, action=Action.KILL) if h.action is Action.DENY else h for h in hits)
+    hits: dict[tuple[int, int], Hit] = {}
+    for file in files:
+        for hit in _file_hits(maps, set_id, file):
+            hits.setdefault((hit.policy_id, hit.rule_id), hit)
+    return tuple(
+        replace(h, action=Action.KILL) if h.action is Action.DENY else h for h in hits.values()
+    )
 
 
 def kills(hits: tuple[Hit, ...]) -> bool:
     return any(hit.action is Action.KILL for hit in hits)
+
+
+def _file_hits(maps: MapContents, set_id: int, file: FileIdentity) -> Iterable[Hit]:
+    for name in file.names:
+        if name:
+            yield from maps.names.get((set_id, name), ())
+    if file.inode is not None:
+        yield from maps.inodes.get((set_id, *file.inode), ())
+    if file.path_cut:
+        yield from maps.cut.get(set_id, ())
+    else:
+        yield from _longest_path_entry(maps, set_id, file.path)
 
 
 def _longest_path_entry(maps: MapContents, set_id: int, filename: str) -> tuple[Hit, ...]:
@@ -54,16 +80,34 @@ class AnyRule:
     Lets a held exec that no rule names go on at once, before its cgroup is
     even identified: the container runtime's own execs (runc re-executing
     itself, for one) must never wait for the metadata the runtime is busy
-    producing.
+    producing. Paths and dirs are compared as they resolve in the held
+    process's own root (`view`), so an alias of a named file is named.
     """
 
     def __init__(self, policies: Iterable[ExecPolicy]) -> None:
+        policies = list(policies)
         matches = [rule.match for policy in policies for rule in policy.spec.rules]
         self._names = {name for m in matches for name in m.names}
         self._paths = {path for m in matches for path in m.paths}
-        self._dirs = {d if d.endswith("/") else d + "/" for m in matches for d in m.dirs}
+        self._dirs = {d for m in matches for d in m.dirs}
+        self.targets = path_targets(policies)
 
-    def names(self, filename: str, name: str) -> bool:
-        if name in self._names or filename in self._paths:
+    def names(self, files: Sequence[FileIdentity], view: RootView) -> bool:
+        return any(self._names_file(file, view) for file in files)
+
+    def _names_file(self, file: FileIdentity, view: RootView) -> bool:
+        if any(name in self._names for name in file.names):
             return True
-        return any(filename.startswith(d) for d in self._dirs)
+        if file.path_cut and (self._paths or self._dirs):
+            return True
+        for path in self._paths:
+            resolved = view.get(path)
+            canonical = resolved.canonical if resolved else path
+            if file.path == canonical or (resolved and file.inode and resolved.inode == file.inode):
+                return True
+        for directory in self._dirs:
+            resolved = view.get(directory)
+            below = (resolved.canonical if resolved else directory).rstrip("/") + "/"
+            if file.path.startswith(below):
+                return True
+        return False

@@ -26,8 +26,8 @@ from enforcer.kernel import (
 log = logging.getLogger(__name__)
 
 _NO_LSM = (
-    "no lsm backend: execs are decided at the syscall instead of before the program is "
-    "loaded, and deny rules kill the program instead of making execve fail"
+    "no lsm backend: execs are decided once they have succeeded (still before the new "
+    "program runs), so deny rules kill the program instead of making execve fail"
 )
 
 
@@ -143,14 +143,25 @@ def _root(facts: KernelFacts) -> Check:
 
 
 def _btf(facts: KernelFacts) -> Check:
-    if facts.btf:
-        return Check("btf", True, "/sys/kernel/btf/vmlinux")
+    layout = facts.layout
+    if facts.btf and layout is not None and layout.complete:
+        return Check(
+            "btf",
+            True,
+            f"/sys/kernel/btf/vmlinux: offsets of the {len(layout.offsets)} struct fields the "
+            f"exec program reads (linux_binprm.file at {layout.offset('linux_binprm', 'file')})",
+        )
+    seen = (
+        f"/sys/kernel/btf/vmlinux does not describe {', '.join(layout.missing)}"
+        if layout is not None
+        else "no /sys/kernel/btf/vmlinux"
+    )
     return Check(
         "btf",
         False,
-        "no /sys/kernel/btf/vmlinux",
-        f"{_NO_LSM} (LSM programs attach by BTF id, and the hook reads struct linux_binprm "
-        "at offsets only BTF gives reliably)",
+        seen,
+        "enforcement is impossible: the file an exec runs (its path, inode and name) is read "
+        "from kernel memory at struct offsets only BTF gives reliably",
         "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y",
     )
 
@@ -173,25 +184,24 @@ def _kprobes(facts: KernelFacts) -> Check:
         "kprobes",
         False,
         "no kprobe_events in tracefs",
-        "no kprobe backend: the syscall tracepoints are used where there is no BPF LSM",
+        "no kprobe backend: where there is no BPF LSM either, a #! script's own file is "
+        "matched by its path, resolved by the daemon while the exec waits",
         "boot a kernel built with CONFIG_KPROBES=y",
     )
 
 
 def _tracepoints(facts: KernelFacts) -> Check:
-    if facts.syscall_tracepoints and facts.cgroup_tracepoints:
+    if facts.exec_tracepoint and facts.cgroup_tracepoints:
         return Check(
-            "tracepoints",
-            True,
-            "syscalls:sys_enter_execve, sys_enter_execveat, cgroup:cgroup_mkdir, cgroup_rmdir",
+            "tracepoints", True, "sched:sched_process_exec, cgroup:cgroup_mkdir, cgroup_rmdir"
         )
     if unknown := _unknown("tracepoints", facts, "tracefs is readable by root only"):
         return unknown
     missing, consequences, fixes = [], [], []
-    if not facts.syscall_tracepoints:
-        missing.append("syscalls:sys_enter_execve/execveat")
-        consequences.append("no tracepoint backend")
-        fixes.append("CONFIG_FTRACE_SYSCALLS=y")
+    if not facts.exec_tracepoint:
+        missing.append("sched:sched_process_exec")
+        consequences.append("the program cannot load on any backend: it decides every exec there")
+        fixes.append("CONFIG_TRACEPOINTS=y")
     if not facts.cgroup_tracepoints:
         missing.append("cgroup:cgroup_mkdir/rmdir")
         consequences.append(
@@ -235,20 +245,8 @@ def _bpf_lsm(facts: KernelFacts) -> Check:
             fix,
             state="refused",
         )
-    if facts.bprm_layout is None:
-        return Check(
-            "bpf_lsm",
-            False,
-            f"{listed}; LSM programs load, but BTF does not describe struct linux_binprm",
-            f"{_NO_LSM}: the hook could not read the executed path",
-            "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y",
-        )
-    layout = facts.bprm_layout
     return Check(
-        "bpf_lsm",
-        True,
-        f"{listed}; an empty bprm_check_security program loads and attaches; "
-        f"struct linux_binprm from BTF: filename at {layout.filename}, interp at {layout.interp}",
+        "bpf_lsm", True, f"{listed}; an empty bprm_check_security program loads and attaches"
     )
 
 
@@ -303,9 +301,8 @@ def _headers(facts: KernelFacts) -> Check:
             False,
             f"{headers.path} is for {made_for}, not {facts.release}",
             f"bcc compiles against {made_for}'s struct layouts, which are not this kernel's. "
-            "enforcer reads no kernel struct through them (tracepoint arguments, helpers, and "
-            "BTF offsets for the LSM hook), so enforcement is unaffected; nothing that needs "
-            "a struct from the headers (such as the executed file's inode) is used",
+            "enforcer reads no kernel struct through them (helpers, and every struct at offsets "
+            "from the kernel's BTF), so enforcement is unaffected",
             f"install linux-headers-{facts.release} where the distribution has it",
             state="mismatched",
         )

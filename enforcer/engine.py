@@ -14,14 +14,29 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from enforcer.abi import Action, EventKind
-from enforcer.compiler import Compiled, Hit, Ids, MapContents, compile_policies, describe, select
+from enforcer.compiler import (
+    HOST_VIEW,
+    Compiled,
+    Hit,
+    Ids,
+    MapContents,
+    compile_policies,
+    describe,
+    inode_entries,
+    path_targets,
+    select,
+    set_key,
+)
 from enforcer.containers.model import Container
 from enforcer.decision import AnyRule
 from enforcer.policy.loader import LoadedPolicy, LoadResult, PolicyProblem
+from enforcer.policy.model import ExecPolicy
+from enforcer.resolve import HOST_ROOT, ResolveError, RootView, container_root, root_view
 from enforcer.stats import nest_counts
 
 log = logging.getLogger(__name__)
@@ -34,6 +49,7 @@ class ProgramMaps(Protocol):
     """What the engine needs of the loaded BPF program (bpf_program.ExecProgram)."""
 
     def apply(self, maps: MapContents) -> None: ...
+    def add_inodes(self, inodes: Mapping[tuple[int, int, int], tuple[Hit, ...]]) -> None: ...
     def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None: ...
     def counters(self) -> dict[Any, int]: ...
     def event_drops(self) -> int: ...
@@ -54,9 +70,10 @@ class Denial:
     pid: int
     uid: int
     comm: str
-    filename: str
+    filename: str  # the file that runs, resolved in the container's root
     target: str
     argv: tuple[str, ...] = ()
+    invoked: str = ""  # the path as passed to exec, where it differs
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -66,8 +83,9 @@ class Denial:
             self.action, "audited"
         )
         where = HOST if self.container_id == HOST else f"container {self.container_id[:12]}"
+        invoked = f" (invoked as {self.invoked})" if self.invoked else ""
         return (
-            f"{verb} {self.filename} (pid {self.pid}, comm {self.comm}) in {where}: "
+            f"{verb} {self.filename}{invoked} (pid {self.pid}, comm {self.comm}) in {where}: "
             f"policy {self.policy}, rule {self.rule}"
         )
 
@@ -143,8 +161,10 @@ class Engine:
 
     def _enforce(self, policies: tuple[LoadedPolicy, ...], containers: list[Container]) -> None:
         known = _id_count(self._ids)
+        netns = self._netns(policies)
+        plain = [p.policy for p in policies]
         compiled = compile_policies(
-            [p.policy for p in policies], containers, self._ids, self._netns(policies)
+            plain, containers, self._ids, netns, views=_views(plain, containers, netns)
         )
         if self._save_ids is not None and _id_count(self._ids) != known:
             self._save_ids(self._ids)  # before the kernel counts with the new ids
@@ -198,25 +218,38 @@ class Engine:
         host = self.compiled.maps.host_set_id if self.compiled else 0
         return host if number is None else number
 
+    def enforced_set(self, cgroup_id: int) -> int:
+        """The set the kernel applies to a cgroup it has classified: its own, else the host's."""
+        number = self.set_of(cgroup_id)
+        if number is not None:
+            return number
+        return self.compiled.maps.host_set_id if self.compiled else 0
+
     def place(self, container: Container) -> int:
         """Enforces the current policies on a container that appeared; returns its set.
 
-        One map write per cgroup when the container joins a combination of
-        policies already compiled; a full recompile when its combination is new.
+        A few map writes when the container joins a set already compiled (its
+        cgroups, and the inodes its policy paths resolve to); a full recompile
+        when its set is new.
         """
         with self._lock:
             containers = [c for c in self.containers if c.id != container.id] + [container]
             compiled = self.compiled
             netns = self._netns()
-            members = frozenset(
-                p.policy.name
+            chosen = [
+                p.policy
                 for p in self.policies
                 if container.id in select(p.policy, containers, netns).container_ids
-            )
-            number = compiled.sets.get(members) if compiled and members else 0
+            ]
+            members = frozenset(p.name for p in chosen)
+            view = _view(chosen, container_root(container.pid)) if chosen else {}
+            key = set_key(members, chosen, view)
+            number = compiled.sets.get(key) if compiled and members else 0
             if number is None or compiled is None:
                 self._enforce(self.policies, containers)
                 return self._placed[container.cgroup_ids[0]] or 0
+            if number:
+                self._join_set(compiled, number, chosen, view)
             self._program.assign_cgroups({cg: number for cg in container.cgroup_ids})
             self.containers = containers
             for cgroup_id in container.cgroup_ids:
@@ -230,6 +263,18 @@ class Engine:
             ", ".join(sorted(members)) or "no policy selects it",
         )
         return number
+
+    def _join_set(
+        self, compiled: Compiled, number: int, chosen: list[ExecPolicy], view: RootView
+    ) -> None:
+        """Adds the files a new member's policy paths resolve to to its set."""
+        chosen = sorted(chosen, key=lambda p: p.name)
+        entries = inode_entries(chosen, number, self._ids, view)
+        fresh = {k: v for k, v in entries.items() if k not in compiled.maps.inodes}
+        if fresh:
+            self._program.add_inodes(fresh)
+            maps = replace(compiled.maps, inodes={**compiled.maps.inodes, **fresh})
+            self.compiled = replace(compiled, maps=maps)
 
     def place_host(self, cgroup_id: int) -> None:
         """Marks a new cgroup as a host cgroup: the host policies apply to it."""
@@ -263,6 +308,7 @@ class Engine:
             comm=event.comm,
             filename=event.filename,
             argv=event.argv,
+            invoked=event.invoked,
         )
 
     def record(
@@ -275,6 +321,7 @@ class Engine:
         comm: str,
         filename: str,
         argv: tuple[str, ...] = (),
+        invoked: str = "",
     ) -> Denial:
         """Names one hit (from the kernel, or decided for a held exec) and keeps it."""
         with self._lock:
@@ -294,6 +341,7 @@ class Engine:
             filename=filename,
             target=str(name.target),
             argv=argv,
+            invoked=invoked if invoked != filename else "",
         )
         with self._new_denial:
             self.recent.append(denial)
@@ -394,6 +442,39 @@ def _policy_status(
         ],
         "unresolved": list(selection.unresolved) if selection else [],
     }
+
+
+def _views(
+    policies: Sequence[ExecPolicy], containers: Sequence[Container], netns: Mapping[str, int]
+) -> dict[str, RootView]:
+    """How each selected container's (and the host's) policy paths resolve in its root."""
+    chosen: dict[str, list[ExecPolicy]] = {}
+    views: dict[str, RootView] = {}
+    for policy in policies:
+        if not path_targets([policy]):
+            continue
+        selection = select(policy, containers, netns)
+        for container_id in selection.container_ids:
+            chosen.setdefault(container_id, []).append(policy)
+        if selection.host:
+            chosen.setdefault(HOST_VIEW, []).append(policy)
+    pids = {c.id: c.pid for c in containers}
+    for owner, owner_policies in chosen.items():
+        root = HOST_ROOT if owner == HOST_VIEW else container_root(pids.get(owner))
+        views[owner] = _view(owner_policies, root)
+    return views
+
+
+def _view(policies: Sequence[ExecPolicy], root: Path | None) -> RootView:
+    """The policies' paths resolved in `root`; empty (taken as written) where it cannot be read."""
+    targets = path_targets(policies)
+    if not targets or root is None:
+        return {}
+    try:
+        return root_view(root, targets)
+    except ResolveError as e:
+        log.warning("policy paths taken as written in %s: %s", root, e)
+        return {}
 
 
 def _id_count(ids: Ids) -> int:

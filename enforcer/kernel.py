@@ -6,12 +6,17 @@ files (tracefs, securityfs, /proc, the kernel's BTF) and makes one system call
 of its own: it loads and attaches an empty BPF LSM program, because a kernel
 may list `bpf` among its LSMs and still refuse every LSM program.
 
-Backends, best first:
-- `lsm`: `bprm_check_security`, before anything of the new program runs; a
-  `deny` rule makes execve fail with EPERM. Reads `struct linux_binprm` at
-  offsets from the kernel's BTF, never from headers that may not match.
-- `kprobe`: the execve and execveat syscall functions.
-- `tracepoint`: the syscalls' entry tracepoints.
+Every backend decides on the file that runs, read from kernel memory at
+offsets from the kernel's BTF (enforcer/layout.py), at the raw tracepoint
+`sched_process_exec`: once the exec has succeeded, before the new program runs
+an instruction. They differ in the pass hook they add (bpf/exec_enforcer.c),
+best first:
+- `lsm`: `bprm_check_security`, before the point of no return: a `deny` rule
+  makes execve fail with EPERM, and a #! script's own file is matched.
+- `kprobe`: a kprobe on `security_bprm_check`: a script's own file is matched.
+- `tracepoint`: no pass hook; a script's path is resolved by the daemon.
+None is a syscall tracepoint: those send every system call of every task
+through the slow path, exec or not.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 
 from enforcer.btf import VMLINUX, Btf, BtfError, Kind
 from enforcer.errors import KernelSupportError
+from enforcer.layout import ExecLayout, exec_layout
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +44,10 @@ BPFFS = Path("/sys/fs/bpf")
 SECURITYFS = Path("/sys/kernel/security")
 MODULES = Path("/lib/modules")
 KHEADERS = Path("/sys/kernel/kheaders.tar.xz")
-SYSCALLS = ("execve", "execveat")
+EXEC_TRACEPOINT = ("sched", "sched_process_exec")
 LSM_HOOK = "bprm_check_security"
+# What the kprobe backend's pass hook attaches to: the LSM hook's caller.
+KPROBE_PASS_FUNCTION = "security_bprm_check"
 # bpf_send_signal_thread, which holds a new container's execs, came in 5.5.
 SEND_SIGNAL_VERSION = (5, 5)
 RING_BUFFER_VERSION = (5, 8)
@@ -74,18 +82,10 @@ class Headers:
 
 
 @dataclass(frozen=True)
-class BprmLayout:
-    """Byte offsets in `struct linux_binprm`, from the running kernel's BTF."""
-
-    filename: int
-    interp: int
-
-
-@dataclass(frozen=True)
 class KernelFacts:
     release: str
     kprobes: bool
-    syscall_tracepoints: bool
+    exec_tracepoint: bool
     ring_buffer: bool
     root: bool = True
     btf: bool = False
@@ -93,7 +93,8 @@ class KernelFacts:
     send_signal: bool = True
     lsm_active: tuple[str, ...] = ()  # /sys/kernel/security/lsm; () if unreadable
     lsm_load_error: str | None = "not tried"  # None: an LSM program loaded and attached
-    bprm_layout: BprmLayout | None = None
+    layout: ExecLayout | None = None  # None without BTF
+    kprobe_pass_function: bool = True  # security_bprm_check can be kprobed
     cgroup2: str | None = None  # where cgroup v2 is mounted
     headers: Headers = Headers(HeadersState.MISSING, "", "")
     lockdown: str = "none"  # none, integrity, confidentiality; "unknown" if unreadable
@@ -176,9 +177,7 @@ def probe() -> KernelFacts:
     return KernelFacts(
         release=release,
         kprobes=_exists(tracefs / "kprobe_events"),
-        syscall_tracepoints=all(
-            _is_dir(tracefs / "events" / "syscalls" / f"sys_enter_{name}") for name in SYSCALLS
-        ),
+        exec_tracepoint=_is_dir(tracefs.joinpath("events", *EXEC_TRACEPOINT)),
         ring_buffer=kernel_version(release) >= RING_BUFFER_VERSION,
         root=root,
         btf=btf is not None,
@@ -189,7 +188,8 @@ def probe() -> KernelFacts:
         send_signal=kernel_version(release) >= SEND_SIGNAL_VERSION,
         lsm_active=lsm_active,
         lsm_load_error=lsm_load_error,
-        bprm_layout=bprm_layout(btf) if btf is not None else None,
+        layout=exec_layout(btf) if btf is not None else None,
+        kprobe_pass_function=_kprobe_target(tracefs, KPROBE_PASS_FUNCTION),
         cgroup2=_cgroup2_mount(),
         headers=probe_headers(release),
         lockdown=_read_lockdown(),
@@ -204,16 +204,19 @@ def _read_btf() -> Btf | None:
         return None
 
 
-def bprm_layout(btf: Btf | None = None) -> BprmLayout | None:
-    """Where `filename` and `interp` sit in this kernel's `struct linux_binprm`."""
-    btf = btf if btf is not None else _read_btf()
-    if btf is None:
-        return None
-    filename = btf.member_offset("linux_binprm", "filename")
-    interp = btf.member_offset("linux_binprm", "interp")
-    if filename is None or interp is None:
-        return None
-    return BprmLayout(filename=filename, interp=interp)
+def current_layout() -> ExecLayout | None:
+    """The struct offsets the exec program reads at, from this kernel's BTF."""
+    btf = _read_btf()
+    return exec_layout(btf) if btf is not None else None
+
+
+def _kprobe_target(tracefs: Path, function: str) -> bool:
+    """Whether `function` can take a kprobe (listed where ftrace may attach)."""
+    try:
+        with (tracefs / "available_filter_functions").open() as functions:
+            return any(line.split(" ", 1)[0].strip() == function for line in functions)
+    except OSError:
+        return False
 
 
 def _read_lsm_list() -> tuple[str, ...]:
@@ -280,21 +283,15 @@ def backend_problems(facts: KernelFacts, backend: Backend) -> list[str]:
     """Why `backend` cannot enforce on this kernel; empty when it can."""
     problems = _common_problems(facts)
     if backend is Backend.LSM:
-        if not facts.btf:
-            problems.append("the kernel has no BTF (CONFIG_DEBUG_INFO_BTF is off)")
         if not facts.bpf_lsm:
             problems.append("bpf is not an active LSM (not in /sys/kernel/security/lsm)")
         elif facts.lsm_load_error is not None:
             problems.append(f"the kernel refuses BPF LSM programs ({facts.lsm_load_error})")
-        if facts.btf and facts.bprm_layout is None:
-            problems.append("the kernel's BTF does not describe struct linux_binprm")
     elif backend is Backend.KPROBE:
         if not facts.kprobes:
             problems.append("the kernel has no kprobes (CONFIG_KPROBES is off)")
-    elif backend is Backend.TRACEPOINT and not facts.syscall_tracepoints:
-        problems.append(
-            "the kernel has no syscalls:sys_enter_execve tracepoint (CONFIG_FTRACE_SYSCALLS is off)"
-        )
+        elif not facts.kprobe_pass_function:
+            problems.append(f"{KPROBE_PASS_FUNCTION} cannot take a kprobe on this kernel")
     return problems
 
 
@@ -308,15 +305,25 @@ def _common_problems(facts: KernelFacts) -> list[str]:
         problems.append("the kernel has no cgroup:cgroup_mkdir tracepoint")
     if facts.lockdown == "confidentiality":
         problems.append("lockdown=confidentiality refuses bpf_probe_read_kernel and tracing")
+    if not facts.btf:
+        problems.append(
+            "the kernel has no BTF (CONFIG_DEBUG_INFO_BTF is off): the file an exec runs is read "
+            "at struct offsets from it"
+        )
+    elif facts.layout is not None and not facts.layout.complete:
+        problems.append(f"the kernel's BTF does not describe {', '.join(facts.layout.missing)}")
+    if not facts.exec_tracepoint:
+        problems.append("the kernel has no sched:sched_process_exec tracepoint")
     return problems
 
 
 _WHY_BEST = {
-    Backend.LSM: "BPF LSM programs load and BTF gives struct linux_binprm's layout: each exec "
-    "is decided before the new program is loaded, and deny rules make execve fail with EPERM",
-    Backend.KPROBE: "kprobes are available: each exec is decided at the execve syscall",
-    Backend.TRACEPOINT: "syscall tracepoints are available: each exec is decided at the "
-    "execve syscall",
+    Backend.LSM: "BPF LSM programs load: each binfmt pass (a script, then its interpreter) is "
+    "matched before the point of no return, and deny rules make execve fail with EPERM",
+    Backend.KPROBE: f"kprobes are available: each binfmt pass is matched at {KPROBE_PASS_FUNCTION}"
+    ", a script's own file included; the exec is decided once it has succeeded",
+    Backend.TRACEPOINT: "sched_process_exec decides each exec once it has succeeded, on the file "
+    "that runs; a script's own path is resolved by the daemon",
 }
 
 

@@ -14,6 +14,11 @@ settles them:
 - Once its cgroup is placed, a parked exec is decided exactly as the kernel
   would have decided it, and killed or let go.
 
+The kernel also parks a #! script's exec where it cannot match the script's
+own file (the tracepoint backend, in a set with enforce-mode path rules): the
+daemon resolves the script's path in the caller's root and decides it with
+its interpreter, at once.
+
 A new container's entrypoint therefore never runs unchecked.
 """
 
@@ -28,12 +33,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from enforcer import abi
+from enforcer.abi import ExecFlag
 from enforcer.compiler import Hit
 from enforcer.containers.cgroup import cgroup_v2_path_of_pid
 from enforcer.containers.model import Container
-from enforcer.decision import decide, kills
+from enforcer.decision import FileIdentity, decide, kills
 from enforcer.engine import Denial, Engine
 from enforcer.errors import EnforcerError
+from enforcer.resolve import ResolveError, RootView, resolve_in_root, root_view
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +49,28 @@ Identify = Callable[[str, int | None], Container | None]
 
 
 class HeldExecLike(Protocol):
+    """bpf_program.HeldExec: see struct held_exec in bpf/enforcer.h."""
+
     @property
     def pid(self) -> int: ...
     @property
     def cgroup_id(self) -> int: ...
     @property
-    def filename(self) -> str: ...
+    def set_id(self) -> int: ...
+    @property
+    def path(self) -> str: ...
     @property
     def name(self) -> str: ...
+    @property
+    def inode(self) -> tuple[int, int]: ...
+    @property
+    def flags(self) -> int: ...
+    @property
+    def invoked(self) -> str: ...
+    @property
+    def interp_name(self) -> str: ...
+    @property
+    def cwd(self) -> str: ...
 
 
 class HeldExecs(Protocol):
@@ -111,44 +133,51 @@ class Lifecycle:
                 except (OSError, EnforcerError) as e:
                     # The process is stopped: never leave it so. Fail closed.
                     log.error("cannot decide held exec %s (pid %d): %s; killing it",
-                              held.filename, held.pid, e)  # fmt: skip
+                              held.path, held.pid, e)  # fmt: skip
                     self._let_go(held.pid, signal.SIGKILL)
         return denials
 
     def _settle(self, held: HeldExecLike, final: bool) -> list[Denial]:
         engine = self._engine
-        set_number = engine.set_of(held.cgroup_id)
-        log.debug(
-            "held %r pid %d in cgroup %d: set %s",
-            held.filename,
-            held.pid,
-            held.cgroup_id,
-            set_number,
-        )
+        if held.set_id == abi.SET_PENDING:
+            set_number = engine.set_of(held.cgroup_id)
+        else:  # a script held in a set the kernel knew
+            set_number = engine.enforced_set(held.cgroup_id)
+        log.debug("held %r pid %d in cgroup %d: set %s",
+                  held.path, held.pid, held.cgroup_id, set_number)  # fmt: skip
+        files = held_files(held)
         if set_number is None:
-            if final or not engine.any_rule.names(held.filename, held.name):
+            named = engine.any_rule.names(files, self._view(held.pid))
+            if final or not named:
                 self._let_go(held.pid, signal.SIGCONT)
             else:
                 self._queue(held.cgroup_id, held.pid)
             return []
         if engine.metadata_unknown(held.cgroup_id) and engine.any_rule.names(
-            held.filename, held.name
+            files, self._view(held.pid)
         ):
             log.error("killed %s (pid %d): a policy names it and the container's runtime did not "
-                      "say whether that policy selects it", held.filename, held.pid)  # fmt: skip
+                      "say whether that policy selects it", held.path, held.pid)  # fmt: skip
             self._let_go(held.pid, signal.SIGKILL)
             return []
         compiled = engine.compiled
-        hits = decide(compiled.maps, set_number, held.filename, held.name) if compiled else ()
+        hits = decide(compiled.maps, set_number, files) if compiled else ()
         self._program.add_counts(held.cgroup_id, hits)
         comm, uid = _comm_and_uid(held.pid)
         argv = _argv(held.pid)  # stopped after its exec: /proc shows the new program's
         self._let_go(held.pid, signal.SIGKILL if kills(hits) else signal.SIGCONT)
         return [
             engine.record(hit, cgroup_id=held.cgroup_id, pid=held.pid, uid=uid, comm=comm,
-                          filename=held.filename, argv=argv)
+                          filename=held.path, argv=argv, invoked=held.invoked)
             for hit in hits
         ]  # fmt: skip
+
+    def _view(self, pid: int) -> RootView:
+        """Every policy path resolved in the held process's root; empty if it cannot be read."""
+        try:
+            return root_view(Path(f"/proc/{pid}/root"), self._engine.any_rule.targets)
+        except ResolveError:
+            return {}
 
     def _let_go(self, pid: int, signum: int) -> None:
         log.debug("let go of pid %d with signal %d", pid, signum)
@@ -187,6 +216,50 @@ class Lifecycle:
             return  # namespace selectors need a process: placed at its first held exec
         else:
             engine.place(container)
+
+
+def held_files(held: HeldExecLike) -> list[FileIdentity]:
+    """The files a held exec runs: the program, and for a script the script itself.
+
+    The script's path (as passed to exec) is resolved in the process's own
+    root, below its working directory; where that fails the script matches
+    as a cut path does in the kernel, fail closed.
+    """
+    script = bool(held.flags & ExecFlag.SCRIPT)
+    invoked_by = held.interp_name if script else held.invoked
+    program = FileIdentity(
+        path=held.path,
+        names=(held.name, _basename(invoked_by)),
+        inode=held.inode,
+        path_cut=bool(held.flags & ExecFlag.PATH_CUT),
+    )
+    if not script:
+        return [program]
+    return [program, _script_file(held)]
+
+
+def _script_file(held: HeldExecLike) -> FileIdentity:
+    names = (_basename(held.invoked),)
+    try:
+        root_fd = os.open(f"/proc/{held.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return FileIdentity(path=held.invoked, names=names, path_cut=True)
+    try:
+        resolved = resolve_in_root(root_fd, held.invoked, held.cwd or "/")
+    except (ResolveError, OSError):
+        return FileIdentity(path=held.invoked, names=names, path_cut=True)
+    finally:
+        os.close(root_fd)
+    return FileIdentity(
+        path=resolved.canonical,
+        names=(*names, _basename(resolved.canonical)),
+        inode=resolved.inode,
+        path_cut=not held.cwd and not held.invoked.startswith("/"),
+    )
+
+
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
 
 
 def _argv(pid: int) -> tuple[str, ...]:

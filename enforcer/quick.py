@@ -79,7 +79,7 @@ def trace_execs(backend: Backend) -> int:
         try:
             click.echo(
                 f"{time.strftime('%H:%M:%S')}  {event.pid:>7}  {event.comm:16}  "
-                f"{container_id[:12]:12}  {event.filename}"
+                f"{container_id[:12]:12}  {_shown_path(event.filename, event.invoked)}"
             )
         except BrokenPipeError:
             # Nobody reads any more (`enforcer trace | head`). bcc swallows exceptions raised
@@ -133,3 +133,8 @@ def _discard_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def _shown_path(resolved: str, invoked: str) -> str:
+    """The file that runs, and the path it was invoked by where that differs."""
+    return resolved if invoked in ("", resolved) else f"{resolved} (invoked as {invoked})"

@@ -116,6 +116,24 @@ def _check_absolute(value: str, kind: str) -> None:
         raise ValueError(f"{value!r} is not absolute: {kind} must start with '/'")
     if "\0" in value:
         raise ValueError(f"{kind} cannot contain a NUL character")
+    parts = value.rstrip("/").split("/")[1:]
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(
+            f"{value!r} has a '.', '..' or empty ('//') component: write the path without "
+            f"them, e.g. {_lexically_normal(value)!r} (symlinks in it are resolved in each "
+            "container's root)"
+        )
+
+
+def _lexically_normal(value: str) -> str:
+    kept: list[str] = []
+    for part in value.split("/"):
+        if part == "..":
+            if kept:
+                kept.pop()
+        elif part not in ("", "."):
+            kept.append(part)
+    return "/" + "/".join(kept)
 
 
 def _check_path(value: str) -> str:
@@ -137,11 +155,6 @@ def _check_path(value: str) -> str:
 def _normalise_dir(value: str) -> str:
     _check_absolute(value, "dirs")
     normalised = value.rstrip("/") or "/"
-    if any(part in (".", "..") for part in normalised.split("/")):
-        raise ValueError(
-            f"{value!r} contains a '.' or '..' component: directories are matched textually "
-            "against the executed path, so write the directory without them"
-        )
     if _utf8_len(normalised) > MAX_DIR_BYTES:
         raise ValueError(
             f"{normalised!r} is {_utf8_len(normalised)} bytes long: dirs may be at most "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from podman_helpers import debian_image_unavailable_reason, import_debian_image
 
 from enforcer.control import request
 from enforcer.errors import DaemonUnavailableError
@@ -64,6 +65,15 @@ def execveat_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def marker_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_helper("marker", tmp_path_factory.mktemp("helpers"))
+
+
+@pytest.fixture(scope="session")
+def debian_image() -> Iterator[str]:
+    """The Debian 12 image (tests/images/debian_rootfs.sh), imported once a session; its name."""
+    if (reason := debian_image_unavailable_reason()) is not None:
+        pytest.skip(reason)
+    with import_debian_image() as name:
+        yield name
 
 
 @dataclass

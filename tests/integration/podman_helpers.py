@@ -1,4 +1,4 @@
-"""Run real busybox containers with podman for integration tests.
+"""Run real podman containers, of busybox or of Debian 12, for integration tests.
 
 There is no registry here, so `podman_image()` builds the image: a
 busybox-static rootfs tarball passed to `podman import`, under a tag of its
@@ -8,9 +8,18 @@ container from it, detached or attached, and always removes it
 stop would only cost the stop timeout). `run_foreground()` runs a one-shot
 `--rm` container and returns how it ended.
 
+`import_debian_image()` imports a real Debian 12 root filesystem instead
+(tests ask for the session fixture `debian_image` in conftest.py, which imports
+it once): built by tests/images/debian_rootfs.sh (`make test-image`) and
+cached outside the checkout. It is merged-/usr (`/bin` is a link to
+`usr/bin`) and has bash, coreutils, python3, procps and busybox. As in every
+podman container, its `/dev/shm` is mounted noexec: copy programs to run
+elsewhere, e.g. `/tmp`.
+
 Root cannot raise rlimits on this machine, and podman's default ulimits are
 higher than the current ones, so every `podman run` here lowers them (see
-FIELD-NOTES). Call `podman_unavailable_reason()` first and skip with it.
+FIELD-NOTES). Call `podman_unavailable_reason()` (for the Debian image,
+`debian_image_unavailable_reason()`) first and skip with it.
 """
 
 from __future__ import annotations
@@ -34,6 +43,11 @@ DEFAULT_ARGS = ("/bin/sleep", "3600")
 # The applets linked into the image's /bin; pass more to podman_image().
 DEFAULT_APPLETS = ("sh", "sleep", "whoami", "id", "true", "cat", "echo", "ls", "env")
 IMAGE_REPOSITORY = "localhost/enforcer-test-busybox"
+DEBIAN_IMAGE_REPOSITORY = "localhost/enforcer-test-debian"
+# Where tests/images/debian_rootfs.sh leaves the Debian tarball; keep the two in step.
+IMAGE_CACHE_ENV = "ENFORCER_IMAGE_CACHE"
+DEFAULT_IMAGE_CACHE = Path("/var/cache/enforcer-tests")
+DEBIAN_TARBALL_NAME = "debian-bookworm-minbase.tar"
 PODMAN_TIMEOUT_S = 60.0
 # How long an attached container may take to be running.
 START_TIMEOUT_S = 30.0
@@ -44,13 +58,35 @@ class PodmanHelperError(RuntimeError):
 
 
 def podman_unavailable_reason() -> str | None:
-    """Return why podman containers cannot run here, or None if they can."""
+    """Return why podman containers of `podman_image()` cannot run here, or None if they can."""
+    if (reason := _podman_missing_reason()) is not None:
+        return reason
+    if shutil.which(BUSYBOX) is None:
+        return "busybox is not installed (apt-get install busybox-static)"
+    return None
+
+
+def debian_tarball() -> Path:
+    """The cached Debian rootfs: in $ENFORCER_IMAGE_CACHE, else in /var/cache/enforcer-tests."""
+    cache = os.environ.get(IMAGE_CACHE_ENV)
+    return (Path(cache) if cache else DEFAULT_IMAGE_CACHE) / DEBIAN_TARBALL_NAME
+
+
+def debian_image_unavailable_reason() -> str | None:
+    """Return why containers of `import_debian_image()` cannot run here, or None if they can."""
+    if (reason := _podman_missing_reason()) is not None:
+        return reason
+    tarball = debian_tarball()
+    if not tarball.is_file():
+        return f"no Debian image at {tarball}: build it with `make test-image` (as root)"
+    return None
+
+
+def _podman_missing_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root to run podman containers that enforcer sees (run pytest as root)"
     if shutil.which(PODMAN) is None:
         return "podman is not installed (apt-get install podman)"
-    if shutil.which(BUSYBOX) is None:
-        return "busybox is not installed (apt-get install busybox-static)"
     return None
 
 
@@ -72,14 +108,23 @@ def podman_image(
         _run([PODMAN, "import", "--quiet", str(tarball), name])
         yield name
     finally:
-        subprocess.run(
-            [PODMAN, "rmi", "--force", name],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PODMAN_TIMEOUT_S,
-            check=False,
-        )
+        _remove_image(name)
         tarball.unlink(missing_ok=True)
+
+
+@contextmanager
+def import_debian_image() -> Iterator[str]:
+    """Import the cached Debian 12 rootfs under a unique tag; yield its name, `localhost/...:<tag>`.
+
+    Call `debian_image_unavailable_reason()` first. The image is removed on
+    the way out, whatever happened; the tarball stays in the cache.
+    """
+    name = f"{DEBIAN_IMAGE_REPOSITORY}:{secrets.token_hex(6)}"
+    try:
+        _run([PODMAN, "import", "--quiet", str(debian_tarball()), name])
+        yield name
+    finally:
+        _remove_image(name)
 
 
 def _build_rootfs_tarball(tarball: Path, applets: Sequence[str], files: Mapping[str, Path]) -> None:
@@ -290,6 +335,17 @@ def _remove(name: str) -> None:
     # check=False: the container may be gone already (--rm), which is what we want.
     subprocess.run(
         [PODMAN, "rm", "--force", "--time", "0", name],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=PODMAN_TIMEOUT_S,
+        check=False,
+    )
+
+
+def _remove_image(name: str) -> None:
+    # check=False: an import that failed left no image, which is what we want.
+    subprocess.run(
+        [PODMAN, "rmi", "--force", name],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=PODMAN_TIMEOUT_S,

@@ -248,10 +248,12 @@ def traced_exec_in(container: RuncContainer, trace: CliTool) -> re.Match[str]:
     program = unique_true_in(container)
     ran = container.exec([program])
     assert ran.returncode == 0, ran.stderr
-    line = trace.wait_for(lambda line: line.endswith(program))
+    # The file that runs, and the symlink it was invoked by.
+    shown = f"/bin/busybox (invoked as {program})"
+    line = trace.wait_for(lambda line: line.endswith(shown))
     fields = TRACE_LINE.match(line)
     assert fields is not None, line
-    assert fields["file"] == program
+    assert fields["file"] == shown
     return fields
 
 

@@ -73,7 +73,12 @@ def containers(
             rootfs = container.bundle / "rootfs"
             shutil.copy2(execveat_binary, rootfs / "execveat")
             (rootfs / "tmp").mkdir()
-            (rootfs / "tmp" / "echo").symlink_to("/bin/busybox")
+            # Files of their own: a rule decides on the file that runs, and every
+            # applet symlink in /bin runs /bin/busybox.
+            (rootfs / "bin" / "cat").unlink()
+            shutil.copy2(rootfs / "bin" / "busybox", rootfs / "bin" / "cat")
+            shutil.copy2(rootfs / "bin" / "busybox", rootfs / "tmp" / "echo")
+            (rootfs / "tmp" / "true").symlink_to("/bin/busybox")
         yield a, b
 
 
@@ -158,11 +163,15 @@ def test_exact_path_and_directory_rules(
     daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
 ) -> None:
     a, b = containers
+    before = counts(daemon, "no-recon", "staging", a.id)
     assert a.exec(["/bin/cat", "/etc/group"]).returncode == KILLED
-    assert a.exec(["/tmp/echo", "hi"]).returncode == KILLED
-    # Same program, another path: the exact-path rule does not reach it.
+    # However the file below /tmp is named, it is that file that runs.
+    for invocation in ("/tmp/echo hi", "cd /tmp && ./echo hi", "/bin/../tmp//echo hi"):
+        assert a.exec(["sh", "-c", invocation]).returncode == KILLED, invocation
+    # Another file: busybox itself, also through a symlink below /tmp.
     assert a.exec(["/bin/busybox", "cat", "/etc/group"]).stdout == "root:x:0:\n"
-    assert counts(daemon, "no-recon", "staging", a.id) == (2, 0)
+    assert a.exec(["/tmp/true"]).returncode == 0
+    assert counts(daemon, "no-recon", "staging", a.id) == (before[0] + 4, 0)
     assert b.exec(["/tmp/echo", "hi"]).stdout == "hi\n"
 
 

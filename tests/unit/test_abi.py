@@ -24,6 +24,9 @@ def test_sizes_match_header() -> None:
         "NAME_LEN",
         "LONG_PATH_LEN",
         "MAX_HITS",
+        "MAX_EXEC_HITS",
+        "WALK_STEPS",
+        "WALK_BUF",
         "COMM_LEN",
         "MAX_ARGS",
         "ARG_LEN",
@@ -49,3 +52,18 @@ def test_action_enum_matches_header() -> None:
 
 def test_event_kind_enum_matches_header() -> None:
     assert _header_enum("EVENT") == {k.name: k.value for k in abi.EventKind}
+
+
+def _header_flags(prefix: str) -> dict[str, int]:
+    text = abi.HEADER.read_text()
+    return {m[1]: int(m[2]) for m in re.finditer(rf"^#define {prefix}_(\w+) (\d+)\b", text, re.M)}
+
+
+def test_set_flags_match_header() -> None:
+    flags = _header_flags("SET")
+    del flags["PENDING"]  # a set id, not a flag
+    assert flags == {f.name: f.value for f in abi.SetFlag}
+
+
+def test_exec_flags_match_header() -> None:
+    assert _header_flags("EXEC") == {f.name: f.value for f in abi.ExecFlag}

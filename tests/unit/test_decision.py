@@ -7,8 +7,9 @@ from typing import Any
 from enforcer.abi import Action
 from enforcer.compiler import Compiled, compile_policies, describe
 from enforcer.containers.model import Container
-from enforcer.decision import decide, kills
+from enforcer.decision import AnyRule, FileIdentity, decide, kills
 from enforcer.policy.model import ExecPolicy
+from enforcer.resolve import ResolvedPath
 
 WEB = Container(id="a" * 64, runtime="runc", cgroup_ids=(101,))
 
@@ -24,14 +25,20 @@ def policy(name: str, *rules: dict[str, Any], mode: str = "enforce") -> ExecPoli
     )
 
 
-def compiled(*policies: ExecPolicy) -> Compiled:
-    return compile_policies(list(policies), [WEB])
+def compiled(*policies: ExecPolicy, view: dict[str, ResolvedPath] | None = None) -> Compiled:
+    return compile_policies(list(policies), [WEB], views={WEB.id: view or {}})
 
 
-def named(result: Compiled, path: str, name: str) -> list[tuple[str, str, str, Action]]:
+def file(path: str, name: str, **more: Any) -> FileIdentity:
+    return FileIdentity(path=path, names=(name,), **more)
+
+
+def named(
+    result: Compiled, path: str, name: str, *more: FileIdentity
+) -> list[tuple[str, str, str, Action]]:
     set_id = result.maps.cgroup_sets[101]
     out = []
-    for hit in decide(result.maps, set_id, path, name):
+    for hit in decide(result.maps, set_id, [file(path, name), *more]):
         n = describe(result.ids, hit)
         out.append((n.policy, n.rule, str(n.target), hit.action))
     return out
@@ -59,7 +66,8 @@ def test_directory_rule_matches_below_not_beside() -> None:
 def test_a_rule_hit_by_path_and_name_counts_once_like_the_kernel() -> None:
     rule = {"name": "r", "match": {"names": ["nc"], "dirs": ["/usr/bin"]}}
     result = compiled(policy("p", rule))
-    assert named(result, "/usr/bin/nc", "nc") == [("p", "r", "/usr/bin/*", Action.KILL)]
+    # Names are looked up first, in the kernel too: the name's target is the one counted.
+    assert named(result, "/usr/bin/nc", "nc") == [("p", "r", "nc", Action.KILL)]
 
 
 def test_two_policies_each_get_their_hit_and_audit_mode_does_not_kill() -> None:
@@ -73,16 +81,61 @@ def test_two_policies_each_get_their_hit_and_audit_mode_does_not_kill() -> None:
         ("watching", "r", "nc", Action.AUDIT),
     ]
     set_id = result.maps.cgroup_sets[101]
-    assert kills(decide(result.maps, set_id, "/bin/nc", "nc"))
+    assert kills(decide(result.maps, set_id, [file("/bin/nc", "nc")]))
 
 
 def test_a_held_exec_a_deny_rule_names_is_killed_it_is_past_the_hook() -> None:
     result = compiled(policy("p", {"name": "r", "action": "deny", "match": {"names": ["nc"]}}))
     assert named(result, "/bin/nc", "nc") == [("p", "r", "nc", Action.KILL)]
-    assert kills(decide(result.maps, result.maps.cgroup_sets[101], "/bin/nc", "nc"))
+    assert kills(decide(result.maps, result.maps.cgroup_sets[101], [file("/bin/nc", "nc")]))
 
 
 def test_no_set_and_empty_basename_decide_nothing() -> None:
     result = compiled(policy("p", {"name": "r", "match": {"names": ["nc"]}}))
-    assert decide(result.maps, 0, "/bin/nc", "nc") == ()
+    assert decide(result.maps, 0, [file("/bin/nc", "nc")]) == ()
     assert named(result, "/bin/" + "n" * 80, "") == []
+
+
+MERGED_USR = {"/bin/nc": ResolvedPath("/usr/bin/nc.openbsd", (0xFE00000, 4242))}
+
+
+def test_a_path_matches_where_it_resolves_in_the_container_and_by_its_inode() -> None:
+    result = compiled(policy("p", {"name": "r", "match": {"paths": ["/bin/nc"]}}), view=MERGED_USR)
+    expected = [("p", "r", "/bin/nc", Action.KILL)]
+    assert named(result, "/usr/bin/nc.openbsd", "nc.openbsd") == expected
+    assert named(result, "/bin/nc", "nc") == []  # no file has that path in this root
+    hardlink = file("/tmp/renamed", "renamed", inode=(0xFE00000, 4242))
+    assert named(result, "/tmp/x", "x", hardlink) == expected
+    other_dev = file("/tmp/renamed", "renamed", inode=(0xFE00001, 4242))
+    assert named(result, "/tmp/x", "x", other_dev) == []
+
+
+def test_a_cut_path_matches_every_path_and_dir_rule_fail_closed() -> None:
+    result = compiled(
+        policy("p", {"name": "r", "match": {"dirs": ["/opt"]}}),
+        policy("q", {"name": "s", "match": {"names": ["nc"]}}, mode="audit"),
+    )
+    cut = file("/a/b", "b", path_cut=True)
+    set_id = result.maps.cgroup_sets[101]
+    hits = decide(result.maps, set_id, [cut])
+    assert [describe(result.ids, h).rule for h in hits] == ["r"] and kills(hits)
+
+
+def test_a_script_and_its_interpreter_each_count_and_a_rule_hit_by_both_once() -> None:
+    result = compiled(
+        policy("p", {"name": "shells", "match": {"names": ["dash"], "dirs": ["/tmp"]}})
+    )
+    script = file("/tmp/job.sh", "job.sh")
+    assert named(result, "/usr/bin/dash", "dash", script) == [("p", "shells", "dash", Action.KILL)]
+    assert named(result, "/usr/bin/python3.11", "python3.11", script) == [
+        ("p", "shells", "/tmp/*", Action.KILL)
+    ]
+
+
+def test_any_rule_sees_an_alias_of_a_named_path_in_the_held_process_root() -> None:
+    rules = AnyRule([policy("p", {"name": "r", "match": {"paths": ["/bin/nc"]}})])
+    assert rules.names([file("/usr/bin/nc.openbsd", "nc.openbsd")], MERGED_USR)
+    moved = file("/tmp/x", "x", inode=(0xFE00000, 4242))
+    assert rules.names([moved], MERGED_USR)
+    assert not rules.names([file("/usr/bin/true", "true")], MERGED_USR)
+    assert rules.targets == ["/bin/nc"]

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
-from test_kernel_backends import DEBIAN, EPERM, THIS_MACHINE
+from test_kernel_backends import DEBIAN, EPERM, LAYOUT, THIS_MACHINE
 
 from enforcer import doctor
 from enforcer.cli import main
@@ -38,7 +38,9 @@ def test_a_kernel_with_everything_passes_every_check_and_gets_lsm() -> None:
     assert all(c.ok for c in diagnosis.checks)
     assert diagnosis.choice is not None and diagnosis.choice.backend is Backend.LSM
     assert diagnosis.enforcement_possible
-    assert "filename at 96, interp at 104" in checks(DEBIAN)["bpf_lsm"].seen
+    offset = LAYOUT.offset("linux_binprm", "file")
+    assert "offsets of the 24 struct fields" in checks(DEBIAN)["btf"].seen
+    assert f"linux_binprm.file at {offset}" in checks(DEBIAN)["btf"].seen
 
 
 def test_this_machine_lacks_kprobes_and_lsm_and_has_other_headers_but_can_enforce() -> None:
@@ -66,9 +68,9 @@ def test_every_missing_piece_has_a_consequence_and_a_fix() -> None:
     broken = replace(
         THIS_MACHINE,
         btf=False,
-        bprm_layout=None,
+        layout=None,
         lsm_active=("lockdown",),
-        syscall_tracepoints=False,
+        exec_tracepoint=False,
         cgroup_tracepoints=False,
         send_signal=False,
         ring_buffer=False,
@@ -114,7 +116,7 @@ def test_no_cgroup_v2_or_ring_buffer_costs_something_but_still_enforces() -> Non
 
 
 def test_without_root_what_needs_root_is_unknown_and_enforcement_is_not_possible() -> None:
-    facts = replace(THIS_MACHINE, root=False, syscall_tracepoints=False, lsm_load_error="not tried")
+    facts = replace(THIS_MACHINE, root=False, exec_tracepoint=False, lsm_load_error="not tried")
     found = checks(facts)
     assert not found["root"].ok and found["root"].fix == "run `sudo enforcer doctor`"
     assert found["tracepoints"].label == "unknown"

@@ -11,19 +11,22 @@ from enforcer import kernel
 from enforcer.errors import KernelSupportError
 from enforcer.kernel import (
     Backend,
-    BprmLayout,
     Headers,
     HeadersState,
     KernelFacts,
     choose_backend,
     classify_headers,
 )
+from enforcer.layout import FIELDS, ExecLayout
+
+# Every field the exec program reads, at made-up offsets.
+LAYOUT = ExecLayout({name: 8 * i for i, name in enumerate(FIELDS)})
 
 # Debian 12's own kernel, as the VM tests boot it: everything is there.
 DEBIAN = KernelFacts(
     release="6.1.0-26-amd64",
     kprobes=True,
-    syscall_tracepoints=True,
+    exec_tracepoint=True,
     ring_buffer=True,
     root=True,
     btf=True,
@@ -31,7 +34,7 @@ DEBIAN = KernelFacts(
     send_signal=True,
     lsm_active=("lockdown", "capability", "landlock", "yama", "apparmor", "bpf"),
     lsm_load_error=None,
-    bprm_layout=BprmLayout(filename=96, interp=104),
+    layout=LAYOUT,
     cgroup2="/sys/fs/cgroup",
     headers=Headers(
         HeadersState.MATCHING, "/usr/src/linux-headers-6.1.0-26-amd64", "6.1.0-26-amd64"
@@ -56,7 +59,7 @@ THIS_MACHINE = replace(
 def test_lsm_is_chosen_where_lsm_programs_load() -> None:
     choice = choose_backend(DEBIAN)
     assert choice.backend is Backend.LSM
-    assert "EPERM" in choice.reason and "before the new program is loaded" in choice.reason
+    assert "EPERM" in choice.reason and "before the point of no return" in choice.reason
 
 
 def test_kprobe_is_next_and_the_reason_says_why_not_lsm() -> None:
@@ -72,21 +75,18 @@ def test_this_machine_gets_tracepoints_with_both_reasons() -> None:
     assert "not kprobe: the kernel has no kprobes" in choice.reason
 
 
-@pytest.mark.parametrize(
-    ("change", "why"),
-    [
-        ({"lsm_active": ("lockdown", "capability")}, "bpf is not an active LSM"),
-        ({"btf": False, "bprm_layout": None}, "no BTF"),
-        ({"bprm_layout": None}, "does not describe struct linux_binprm"),
-    ],
-)
-def test_lsm_needs_the_lsm_listed_btf_and_the_bprm_layout(
-    change: dict[str, object], why: str
-) -> None:
-    facts = replace(DEBIAN, **change)  # type: ignore[arg-type]
-    assert kernel.backend_problems(facts, Backend.LSM)
-    assert why in " ".join(kernel.backend_problems(facts, Backend.LSM))
+def test_lsm_needs_the_lsm_listed() -> None:
+    facts = replace(DEBIAN, lsm_active=("lockdown", "capability"))
+    assert "bpf is not an active LSM" in " ".join(kernel.backend_problems(facts, Backend.LSM))
     assert choose_backend(facts).backend is Backend.KPROBE
+
+
+def test_kprobe_needs_its_pass_function_traceable() -> None:
+    facts = replace(DEBIAN, lsm_load_error=EPERM, kprobe_pass_function=False)
+    assert "security_bprm_check cannot take a kprobe" in " ".join(
+        kernel.backend_problems(facts, Backend.KPROBE)
+    )
+    assert choose_backend(facts).backend is Backend.TRACEPOINT
 
 
 def test_mismatched_headers_do_not_rule_out_lsm_offsets_come_from_btf() -> None:
@@ -116,6 +116,9 @@ def test_a_usable_backend_can_be_forced() -> None:
         ({"lockdown": "confidentiality"}, "lockdown=confidentiality"),
         ({"send_signal": False}, "bpf_send_signal_thread"),
         ({"cgroup_tracepoints": False}, "cgroup:cgroup_mkdir"),
+        ({"exec_tracepoint": False}, "sched:sched_process_exec"),
+        ({"btf": False, "layout": None}, "no BTF"),
+        ({"layout": ExecLayout({}, ("linux_binprm.file",))}, "does not describe linux_binprm"),
     ],
 )
 def test_what_every_backend_needs_leaves_none_when_missing(
