@@ -90,6 +90,8 @@ BPF_PERCPU_ARRAY(event_drops, u64, 1);
 /* bpf_send_signal calls that failed (e.g. -EBUSY), by signal: 0 kill, 1 stop. */
 BPF_PERCPU_ARRAY(signal_errors, u64, 2);
 
+#define SEEN_BYTES 8192
+
 /* Per-CPU scratch: the keys and the walk are too big for the 512-byte stack. */
 struct scratch {
     struct path_key path;
@@ -100,6 +102,7 @@ struct scratch {
     struct walk_state walk;
     u32 walked;            /* path.path holds the file's resolved path */
     char text[LONG_PATH_LEN];
+    u8 seen[SEEN_BYTES];   /* one bit per rule id, see add_hit */
 };
 BPF_PERCPU_ARRAY(scratch_space, struct scratch, 1);
 BPF_PERCPU_ARRAY(held_space, struct held_exec, 1);
@@ -146,34 +149,64 @@ static __always_inline u32 take_action(struct hit *hit)
     return 0;
 }
 
-/* Adds one hit to the exec's, once per (policy, rule). */
-static __always_inline void add_hit(struct exec_hits *acc, const struct hit *hit)
+/* Rule ids are unique across policies (a u16 each): one bit per rule says
+ * whether this exec has counted it already (scratch.seen), so no hit list is
+ * searched. Only the bits of the exec's own hits are ever set, and
+ * mark_hits(s, 0) clears them when the exec is decided. */
+
+static __always_inline u8 *seen_byte(struct scratch *s, u16 rule_id)
 {
-    struct hit h = *hit;
-    acc->verdict |= take_action(&h);
-    u32 count = acc->count;
-#pragma clang loop unroll(disable)
-    for (int j = 0; j < MAX_EXEC_HITS; j++) {
-        if (j >= count)
-            break;
-        if (acc->hits[j].policy_id == h.policy_id && acc->hits[j].rule_id == h.rule_id)
-            return;
-    }
-    if (count >= MAX_EXEC_HITS)
-        return;
-    acc->hits[count & (MAX_EXEC_HITS - 1)] = h;
-    acc->count = count + 1;
+    u32 at = rule_id >> 3;
+    barrier_var(at);
+    return &s->seen[at & (SEEN_BYTES - 1)];
 }
 
-static __always_inline void add_hits(struct exec_hits *acc, const struct match_value *match)
+/* Adds one hit to the exec's, once per (policy, rule). Past MAX_EXEC_HITS a
+ * hit still decides the verdict; it is only not counted. */
+static __always_inline void add_hit(struct scratch *s, const struct hit *hit)
+{
+    struct hit h = *hit;
+    s->acc.verdict |= take_action(&h);
+    u8 *byte = seen_byte(s, h.rule_id);
+    u8 bit = 1 << (h.rule_id & 7);
+    u32 count = s->acc.count;
+    if ((*byte & bit) || count >= MAX_EXEC_HITS)
+        return;
+    *byte |= bit;
+    s->acc.hits[count & (MAX_EXEC_HITS - 1)] = h;
+    s->acc.count = count + 1;
+}
+
+static __always_inline void add_hits(struct scratch *s, const struct match_value *match)
 {
     if (!match)
         return;
 #pragma clang loop unroll(disable)
-    for (int i = 0; i < MAX_HITS; i++) {
+    for (u32 i = 0; i < MAX_HITS; i++) {
         if (i >= match->count)
             break;
-        add_hit(acc, &match->hits[i]);
+        u32 at = i;
+        barrier_var(at);
+        add_hit(s, &match->hits[at & (MAX_HITS - 1)]);
+    }
+}
+
+/* Sets (an earlier pass's hits taken back) or clears the seen bits of s->acc. */
+static __always_inline void mark_hits(struct scratch *s, int seen)
+{
+#pragma clang loop unroll(disable)
+    for (u32 i = 0; i < MAX_EXEC_HITS; i++) {
+        if (i >= s->acc.count)
+            break;
+        u32 at = i;
+        barrier_var(at);
+        u16 rule_id = s->acc.hits[at & (MAX_EXEC_HITS - 1)].rule_id;
+        u8 *byte = seen_byte(s, rule_id);
+        u8 bit = 1 << (rule_id & 7);
+        if (seen)
+            *byte |= bit;
+        else
+            *byte &= ~bit;
     }
 }
 
@@ -187,7 +220,7 @@ static __always_inline void lookup_name(struct scratch *s, u32 set_id, const cha
     barrier_var(len);
     bpf_probe_read_kernel(s->name.name, len & (NAME_LEN - 1), name);
     s->name.set_id = set_id;
-    add_hits(&s->acc, rule_names.lookup(&s->name));
+    add_hits(s, rule_names.lookup(&s->name));
 }
 
 /* The last component of a kernel string (bprm->filename, bprm->interp), looked
@@ -254,15 +287,15 @@ static __always_inline void match_file(struct scratch *s, u32 set_id, u32 flags,
         s->inode.set_id = set_id;
         s->inode.dev = s->file.dev;
         s->inode.ino = s->file.ino;
-        add_hits(&s->acc, rule_inodes.lookup(&s->inode));
+        add_hits(s, rule_inodes.lookup(&s->inode));
     }
     if (flags & SET_PATHS) {
         if (resolve_path(s) == 0) {
             s->path.prefixlen = 32 + PATH_LEN * 8;
             s->path.set_id = set_id;
-            add_hits(&s->acc, rule_paths.lookup(&s->path));
+            add_hits(s, rule_paths.lookup(&s->path));
         } else {
-            add_hits(&s->acc, cut_hits.lookup(&set_id));
+            add_hits(s, cut_hits.lookup(&set_id));
         }
     }
 }
@@ -430,10 +463,12 @@ static __always_inline u32 apply_hits(void *ctx, u64 cgroup_id, struct scratch *
     if (s->acc.count)
         resolve_path(s);   /* the event shows the resolved path */
 #pragma clang loop unroll(disable)
-    for (int i = 0; i < MAX_EXEC_HITS; i++) {
+    for (u32 i = 0; i < MAX_EXEC_HITS; i++) {
         if (i >= s->acc.count)
             break;
-        struct hit hit = s->acc.hits[i & (MAX_EXEC_HITS - 1)];
+        u32 at = i;
+        barrier_var(at);
+        struct hit hit = s->acc.hits[at & (MAX_EXEC_HITS - 1)];
         count_hit(cgroup_id, &hit);
         submit(ctx, cgroup_id, EVENT_MATCH, &hit, s, invoked, after_exec);
     }
@@ -583,6 +618,7 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
             u32 walked_flags = s->acc.flags;
             s->acc = *passes;
             s->acc.flags |= walked_flags;
+            mark_hits(s, 1);
         } else {
             match_file(s, set_id, flags, interp);
         }
@@ -606,6 +642,7 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
     }
     if ((verdict & (VERDICT_KILL | VERDICT_DENY)) && bpf_send_signal(SIGKILL) != 0)
         bump(signal_errors.lookup(&zero));
+    mark_hits(s, 0);
 done:
 #ifdef HAS_PASS_HOOK
     if (passes)
@@ -644,10 +681,12 @@ static __always_inline u32 on_pass(void *ctx, const void *bprm)
     const char *filename = read_ptr((const char *)bprm + OFF_BPRM_FILENAME);
     const char *interp = read_ptr((const char *)bprm + OFF_BPRM_INTERP);
     struct exec_hits *earlier = pass_hits.lookup(&tid);
-    if (interp != filename && earlier && earlier->set_id == set_id)
+    if (interp != filename && earlier && earlier->set_id == set_id) {
         s->acc = *earlier;
-    else
+        mark_hits(s, 1);
+    } else {
         reset_hits(&s->acc, set_id);
+    }
     read_exec_file(s, bprm);
     match_file(s, set_id, flags, interp);
     pass_hits.update(&tid, &s->acc);
@@ -658,6 +697,7 @@ static __always_inline u32 on_pass(void *ctx, const void *bprm)
         pass_hits.delete(&tid);
     }
 #endif
+    mark_hits(s, 0);
     return s->acc.verdict;
 }
 #endif

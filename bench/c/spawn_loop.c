@@ -8,30 +8,15 @@
  * usage: spawn_loop [-g CGROUP_DIR] [-c CPU] N PATH
  *   -g  move into this cgroup v2 directory first (its children start there)
  *   -c  pin to this CPU first (children inherit it) */
-#define _GNU_SOURCE
+#include "loop_setup.h"
+
 #include <errno.h>
-#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-static long long now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static long long timeval_ns(struct timeval tv)
-{
-    return tv.tv_sec * 1000000000LL + tv.tv_usec * 1000LL;
-}
 
 /* User + system time of this process and of its reaped children. */
 static long long cpu_ns(void)
@@ -41,30 +26,6 @@ static long long cpu_ns(void)
     getrusage(RUSAGE_CHILDREN, &children);
     return timeval_ns(self.ru_utime) + timeval_ns(self.ru_stime) +
            timeval_ns(children.ru_utime) + timeval_ns(children.ru_stime);
-}
-
-static int join_cgroup(const char *dir)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-    FILE *procs = fopen(path, "w");
-    if (!procs || fprintf(procs, "%d\n", getpid()) < 0 || fclose(procs) != 0) {
-        perror(path);
-        return -1;
-    }
-    return 0;
-}
-
-static int pin_cpu(int cpu)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
-        perror("sched_setaffinity");
-        return -1;
-    }
-    return 0;
 }
 
 int main(int argc, char **argv)

@@ -58,6 +58,7 @@ DEFAULT_TESTS = (
     "tests/integration/test_enforce_host.py",
     "tests/integration/test_bpf_program.py",
     "tests/integration/test_doctor_live.py",
+    "tests/integration/test_file_identity.py",
     "tests/integration/test_persistence.py::test_enforcement_has_no_gap_across_kill_9_and_restart",
 )
 MEMORY = "3G"
