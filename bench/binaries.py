@@ -14,10 +14,12 @@ C_DIR = Path(__file__).resolve().parent / "c"
 
 @dataclass(frozen=True)
 class Binaries:
-    """`spawn_loop` (N posix_spawn+wait of a program) and `trivial` (exits 0)."""
+    """`spawn_loop` (N posix_spawn+wait of a program), `trivial` (exits 0) and
+    `getppid_loop` (N getppid system calls)."""
 
     spawn_loop: Path
     trivial: Path
+    getppid_loop: Path
 
     def copy_of_trivial(self, name: str) -> Path:
         """The trivial program under another name, beside it (for name-based rules)."""
@@ -27,12 +29,14 @@ class Binaries:
 
 
 def build(out_dir: Path) -> Binaries:
-    """Compiles both programs into out_dir; `trivial` static, so its exec loads nothing else."""
+    """Compiles the programs into out_dir; `trivial` static, so its exec loads nothing else."""
     if shutil.which("gcc") is None:
         raise PrerequisiteError("gcc is not installed: apt-get install gcc libc6-dev")
-    spawn_loop = _compile("spawn_loop", out_dir, static=False)
-    trivial = _compile("trivial", out_dir, static=True)
-    return Binaries(spawn_loop=spawn_loop, trivial=trivial)
+    return Binaries(
+        spawn_loop=_compile("spawn_loop", out_dir, static=False),
+        trivial=_compile("trivial", out_dir, static=True),
+        getppid_loop=_compile("getppid_loop", out_dir, static=True),
+    )
 
 
 def _compile(name: str, out_dir: Path, *, static: bool) -> Path:

@@ -2,7 +2,10 @@
 
 With `kernel.bpf_stats_enabled=1` the kernel sums, for each program, how often
 it ran and how long it took; bpftool reads both. The programs a process has
-attached, and where, come from `bpftool perf show`.
+attached, and where, come from `bpftool perf show`: the file descriptors it
+holds of perf events (tracepoints, kprobes) and of raw tracepoint links (the
+enforcer's sched_process_exec). A link kept only by a pin in bpffs, with no
+process holding it, is not listed.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 
 @dataclass(frozen=True)
 class Hook:
-    """One program a process attached to a tracepoint, kprobe or uprobe."""
+    """One program a process attached to a tracepoint, raw tracepoint, kprobe or uprobe."""
 
     pid: int
     prog_id: int
@@ -31,6 +34,12 @@ class Hook:
     @property
     def on_exec(self) -> bool:
         return "exec" in self.attach
+
+    @property
+    def on_syscall(self) -> bool:
+        """A syscalls:sys_enter_*/sys_exit_* or raw_syscalls tracepoint: every system call of
+        every task takes the slow path while one is attached."""
+        return self.attach.startswith(("sys_enter", "sys_exit"))
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,12 @@ def foreign_exec_hooks(own_pids: Iterable[int]) -> list[Hook]:
     """Exec hooks of processes other than ours: anything else that would slow execs."""
     mine = set(own_pids)
     return [h for h in hooks() if h.on_exec and h.pid not in mine]
+
+
+def foreign_syscall_hooks(own_pids: Iterable[int]) -> list[Hook]:
+    """Syscall tracepoints of processes other than ours: they slow every system call."""
+    mine = set(own_pids)
+    return [h for h in hooks() if h.on_syscall and h.pid not in mine]
 
 
 def totals(prog_ids: Iterable[int]) -> dict[int, RunTotals]:

@@ -150,6 +150,13 @@ def test_a_named_path_is_killed_however_it_is_invoked(
     assert_killed_each(daemon, "by-path", ways, layout, cwd=bin_dir)
     assert_runs([str(bin_dir / "namedx")], layout)  # a copy, under a similar name
 
+    # The events show the file that ran, and the path it was invoked by.
+    alias = str(layout.root / "links" / "alias")
+    shown = [(e["filename"], e["invoked"]) for e in daemon.ask("events")["events"]]
+    assert (str(layout.named), alias) in shown and (str(layout.named), "") in shown
+    printed = daemon.cli("events").stdout
+    assert f"{layout.named} (invoked as {alias})" in printed
+
 
 def test_a_hardlink_a_rename_and_a_replacement_are_still_the_named_file(
     layout: Layout, daemon: RunningDaemon, marker_binary: Path
