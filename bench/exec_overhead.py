@@ -1,4 +1,4 @@
-"""Exec overhead and per-exec BPF cost: no BPF, execsnoop, and enforcer at each scale.
+"""Exec overhead and per-exec BPF cost: no BPF, execsnoop, the floor, and enforcer at each scale.
 
 Each configuration runs `rounds` times. A round is one loop of execs with the
 tool attached and one with no BPF at all, right before or right after it (in
@@ -9,17 +9,22 @@ select. Each loop gives its wall time and its CPU time (itself and its
 children, user + system): the second leaves out time spent waiting for a CPU
 that other work held, so it stays readable on a busy machine. The kernel's own
 accounting (bpf_stats) gives the BPF time per exec.
+
+Beside the enforcer's rows, a hand-written floor (bench/floor.py): the least a
+program that kills one name in one cgroup does on the same hook, the cost
+the enforcer's general design is measured against.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import bpfstats, execsnoop
+from bench import bpfstats, execsnoop, floor, helper
 from bench.binaries import Binaries
 from bench.cgroup import bench_cgroup
 from bench.errors import MeasurementError
@@ -34,6 +39,7 @@ from enforcer.compiler import compile_policies
 
 SELECTED = "selected cgroup"
 UNSELECTED = "unselected cgroup"
+FLOOR_LABEL = "seed's hand-written floor"
 
 # Yields the ids of the attached programs that run on exec.
 Attach = Callable[[], AbstractContextManager[list[int]]]
@@ -44,7 +50,7 @@ class ExecRow:
     """One configuration: exec time with it attached, against its paired baselines."""
 
     label: str
-    tool: str  # none | execsnoop | enforcer
+    tool: str  # none | execsnoop | floor | enforcer
     rules: int | None
     containers: int | None
     exec_from: str
@@ -105,6 +111,13 @@ class _Runner:
             )
         return result
 
+    def killed(self, program: Path) -> bool:
+        """Runs `program` once from the loop's cgroup: True when SIGKILL ended it."""
+        result = run_loop(
+            self.binaries.spawn_loop, program, 1, cgroup=self.cgroup, cpu=self.cpu
+        )
+        return result.killed == 1
+
     def baseline(self) -> LoopResult:
         result = self.loop(self.cgroup)
         self.baselines.append(result)
@@ -141,6 +154,7 @@ def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecO
             [cgroup],
         )  # fmt: skip
         rows = [_finish(snoop, label, "execsnoop", None, None, exec_from=SELECTED)]
+        rows.append(_floor_row(runner, settings, cgroup_id))
         for rules, containers in settings.configs:
             largest = (rules, containers) == max(settings.configs)
             rows.extend(
@@ -162,6 +176,17 @@ def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecO
             "the same work on the syscall tracepoints, stands in for it"
         ),
     )
+
+
+def _floor_row(runner: _Runner, settings: Settings, cgroup_id: int) -> ExecRow:
+    """The floor, killing a name the loop never runs, in the loop's cgroup."""
+    target = runner.binaries.copy_of_trivial(f"enforcer-bench-{secrets.token_hex(4)}-floor")
+    argv = floor.command(cgroup_id, target.name)
+    (sample,) = _measure(
+        runner, settings, FLOOR_LABEL, lambda: _floor_attached(runner, argv, target),
+        [runner.cgroup],
+    )  # fmt: skip
+    return _finish(sample, FLOOR_LABEL, "floor", None, None, exec_from=SELECTED)
 
 
 def _enforcer_rows(
@@ -235,6 +260,21 @@ def _execsnoop_attached(argv: list[str], own_pids: set[int]) -> Iterator[list[in
             yield [h.prog_id for h in bpfstats.exec_hooks_of(pid)]
         finally:
             own_pids.discard(pid)
+
+
+@contextmanager
+def _floor_attached(runner: _Runner, argv: list[str], target: Path) -> Iterator[list[int]]:
+    """The floor in its own process, once it has shown it kills `target` in the loop's cgroup."""
+    with helper.running(argv) as pid:
+        runner.own_pids.add(pid)
+        try:
+            if not runner.killed(target):
+                raise MeasurementError(
+                    f"the hand-written floor did not kill {target.name} in the loop's cgroup"
+                )
+            yield [h.prog_id for h in bpfstats.exec_hooks_of(pid)]
+        finally:
+            runner.own_pids.discard(pid)
 
 
 @dataclass(frozen=True)

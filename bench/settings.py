@@ -26,6 +26,9 @@ class Settings:
     # Start and reload: how many cold starts, and how many policy changes.
     starts: int
     reloads: int
+    # Syscall cost: rounds of (baseline loop, loop with BPF attached), getppid calls per loop.
+    syscall_rounds: int
+    syscall_calls: int
     # Exec storm: attempts in all, split over `storm_loops` parallel loops.
     storm_attempts: int
     storm_loops: int
@@ -38,15 +41,18 @@ ALL_CONFIGS = tuple((r, c) for r in RULE_COUNTS for c in CONTAINER_COUNTS)
 
 SETTINGS = {
     Mode.FULL: Settings(
-        mode=Mode.FULL, rounds=9, execs=1000, configs=ALL_CONFIGS, starts=7, reloads=10,
-        storm_attempts=20_000, storm_loops=2, race_containers=200, race_appearances=20,
+        mode=Mode.FULL, rounds=9, execs=1000, configs=ALL_CONFIGS, syscall_rounds=9,
+        syscall_calls=5_000_000, starts=7, reloads=10, storm_attempts=20_000, storm_loops=2,
+        race_containers=200, race_appearances=20,
     ),
     Mode.QUICK: Settings(
-        mode=Mode.QUICK, rounds=3, execs=500, configs=ALL_CONFIGS, starts=3, reloads=4,
-        storm_attempts=20_000, storm_loops=2, race_containers=20, race_appearances=5,
+        mode=Mode.QUICK, rounds=3, execs=500, configs=ALL_CONFIGS, syscall_rounds=5,
+        syscall_calls=2_000_000, starts=3, reloads=4, storm_attempts=20_000, storm_loops=2,
+        race_containers=20, race_appearances=5,
     ),
     Mode.SMOKE: Settings(
-        mode=Mode.SMOKE, rounds=1, execs=20, configs=((1, 1), (10_000, 1_000)), starts=1,
-        reloads=2, storm_attempts=200, storm_loops=2, race_containers=1, race_appearances=1,
+        mode=Mode.SMOKE, rounds=1, execs=20, configs=((1, 1), (10_000, 1_000)),
+        syscall_rounds=1, syscall_calls=100_000, starts=1, reloads=2, storm_attempts=200,
+        storm_loops=2, race_containers=1, race_appearances=1,
     ),
 }  # fmt: skip

@@ -28,6 +28,7 @@ from enforcer.compiler import (
 )
 from enforcer.containers import Container
 from enforcer.policy import ExecPolicy
+from enforcer.resolve import ResolvedPath
 
 WEB_ID = "a1b2c3d4e5f6" + "0" * 52
 DB_ID = "a1b2c3ffffff" + "1" * 52
@@ -511,3 +512,70 @@ def test_more_names_than_half_the_name_map_is_refused() -> None:
     compile_policies([fits], CONTAINERS)
     with pytest.raises(CompileError, match="program names"):
         compile_policies([big], CONTAINERS)
+
+
+# --- Paths as they resolve in each container's root -------------------------------------------
+
+MERGED = {
+    "/bin/nc": ResolvedPath("/usr/bin/nc.openbsd", (0xFE00001, 77)),
+    "/bin": ResolvedPath("/usr/bin", (0xFE00001, 2)),
+}
+PLAIN = {"/bin/nc": ResolvedPath("/bin/nc", (0xFE00002, 88)), "/bin": ResolvedPath("/bin")}
+
+
+def test_a_path_is_keyed_where_it_resolves_and_by_the_inode_it_resolved_to() -> None:
+    p = policy("p", rule(paths=("/bin/nc",), dirs=("/bin",)), ids=(WEB_ID, DB_ID))
+    compiled = compile_policies([p], CONTAINERS, views={WEB_ID: MERGED, DB_ID: PLAIN})
+    web, db = set_of(compiled, WEB), set_of(compiled, DB)
+    assert web != db  # the same policy, resolved differently: sets of their own
+    assert named(compiled, exec_path_hits(compiled, web, "/usr/bin/nc.openbsd")) == {
+        ("p", "deny", "/bin/nc", Action.KILL),
+        ("p", "deny", "/bin/*", Action.KILL),  # the directory above it, resolved too
+    }
+    assert exec_path_hits(compiled, web, "/bin/nc") == ()  # no file has that path there
+    assert named(compiled, exec_path_hits(compiled, web, "/usr/bin/true")) == {
+        ("p", "deny", "/bin/*", Action.KILL)
+    }
+    assert named(compiled, compiled.maps.inodes[(web, 0xFE00001, 77)]) == {
+        ("p", "deny", "/bin/nc", Action.KILL)
+    }
+    assert (db, 0xFE00002, 88) in compiled.maps.inodes
+    assert (web, 0xFE00002, 88) not in compiled.maps.inodes
+
+
+def test_containers_whose_paths_resolve_alike_share_a_set_and_its_inodes() -> None:
+    other = {
+        "/bin/nc": ResolvedPath("/usr/bin/nc.openbsd", (0xFE00009, 77)),
+        "/bin": MERGED["/bin"],
+    }
+    p = policy("p", rule(paths=("/bin/nc",), dirs=("/bin",)), ids=(WEB_ID, DB_ID))
+    compiled = compile_policies([p], CONTAINERS, views={WEB_ID: MERGED, DB_ID: other})
+    shared = set_of(compiled, WEB)
+    assert set_of(compiled, DB) == shared
+    assert {k for k in compiled.maps.inodes if k[0] == shared} == {
+        (shared, 0xFE00001, 77),
+        (shared, 0xFE00009, 77),
+    }
+
+
+def test_set_flags_say_which_lookups_a_set_needs() -> None:
+    names_only = policy("names", ids=(WEB_ID,))
+    audit_dirs = policy("audit", rule(dirs=("/tmp",)), ids=(DB_ID,), mode="audit")
+    kill_paths = policy("kill", rule(paths=("/bin/nc",)), ids=(CACHE_ID,))
+    compiled = compile_policies([names_only, audit_dirs, kill_paths], CONTAINERS)
+    flags = {c.id: compiled.maps.flags_of(set_of(compiled, c)) for c in CONTAINERS}
+    assert flags == {
+        WEB_ID: abi.SetFlag.NAMES,
+        DB_ID: abi.SetFlag.PATHS,  # audit only: scripts are not held for it
+        CACHE_ID: abi.SetFlag.PATHS | abi.SetFlag.INODES | abi.SetFlag.HOLD_SCRIPTS,
+    }
+
+
+def test_a_cut_path_gets_every_path_and_dir_rule_of_the_set_strictest_first() -> None:
+    rules = [rule(f"r{i}", action="audit", dirs=(f"/d{i}",)) for i in range(abi.MAX_HITS + 2)]
+    p = policy("p", *rules, rule("k", paths=("/x",)), rule("n", names=("nc",)), ids=(WEB_ID,))
+    compiled = compile_policies([p], CONTAINERS)
+    cut = compiled.maps.cut[set_of(compiled, WEB)]
+    assert len(cut) == abi.MAX_HITS
+    assert cut[0].action is Action.KILL and describe(compiled.ids, cut[0]).rule == "k"
+    assert "n" not in {describe(compiled.ids, h).rule for h in cut}
