@@ -159,6 +159,10 @@ enum event_kind {
 #define EXEC_SCRIPT 2      /* a #! script or binfmt_misc: invoked is the script */
 #define EXEC_FILE_UNREAD 4 /* the file could not be read at all */
 
+/* The held map's pin name: it changes with struct held_exec's layout (see
+ * enforcer/pins.py, which lets go of what an older layout still holds). */
+#define HELD_PIN "held-2"
+
 /* An exec stopped for userspace to decide (key: tgid): in a pending cgroup,
  * or a script whose own path the daemon resolves (SET_HOLD_SCRIPTS). It has
  * already succeeded: the new program is in place and has run nothing. */

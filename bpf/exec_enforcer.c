@@ -77,7 +77,8 @@ BPF_TABLE("lru_hash", u32, struct exec_hits, pass_hits, MAX_HELD);
 /* Pinned: the counts outlive the daemon, through restarts and crashes; the
  * next daemon settles the execs held while there was none. */
 BPF_TABLE_PINNED("hash", struct counter_key, u64, counters, MAX_COUNTERS, PIN_DIR "/counters");
-BPF_TABLE_PINNED("hash", u32, struct held_exec, held, MAX_HELD, PIN_DIR "/held");
+/* Named by its layout: a daemon of another version never reads this one. */
+BPF_TABLE_PINNED("hash", u32, struct held_exec, held, MAX_HELD, PIN_DIR "/" HELD_PIN);
 BPF_TABLE_PINNED("array", int, u64, liveness, LIVE_SLOTS, PIN_DIR "/liveness");
 #else
 BPF_HASH(counters, struct counter_key, u64, MAX_COUNTERS);
@@ -584,18 +585,24 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
 {
     int zero = 0;
     struct config_value *cfg = config_in_force();
-    struct scratch *s = scratch_space.lookup(&zero);
-    if (!cfg || !s)
+    if (!cfg)
         return;
     bump(exec_total.lookup(&zero));
     u64 cgroup_id = bpf_get_current_cgroup_id();
     u32 flags = 0;
     u32 set_id = set_for_current(cgroup_id, cfg, &flags);
-#ifdef HAS_PASS_HOOK
-    struct exec_hits *passes = pass_hits.lookup(&old_pid);
-#endif
+    /* The common case, an exec no policy selects, ends here. */
     if (set_id == 0 && !cfg->trace_all)
-        goto done;
+        return;
+    struct scratch *s = scratch_space.lookup(&zero);
+    if (!s)
+        return;
+#ifdef HAS_PASS_HOOK
+    /* on_pass keeps nothing for set 0 or a pending set. */
+    struct exec_hits *passes = 0;
+    if (set_id != 0 && set_id != SET_PENDING)
+        passes = pass_hits.lookup(&old_pid);
+#endif
 
     const char *filename = read_ptr((const char *)bprm + OFF_BPRM_FILENAME);
     const char *interp = read_ptr((const char *)bprm + OFF_BPRM_INTERP);
@@ -609,7 +616,7 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
             hold(ctx, cgroup_id, set_id, s, bprm, script);
         else
             count_unheld();
-        goto done;
+        return;
     }
     if (set_id != 0) {
 #ifdef HAS_PASS_HOOK
@@ -622,11 +629,13 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
         } else {
             match_file(s, set_id, flags, interp);
         }
+        if (passes)
+            pass_hits.delete(&old_pid);
 #else
         if (script && (flags & SET_HOLD_SCRIPTS)) {
             if (daemon_alive()) {
                 hold(ctx, cgroup_id, set_id, s, bprm, script);
-                goto done;
+                return;
             }
             count_unheld();
         }
@@ -643,12 +652,6 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
     if ((verdict & (VERDICT_KILL | VERDICT_DENY)) && bpf_send_signal(SIGKILL) != 0)
         bump(signal_errors.lookup(&zero));
     mark_hits(s, 0);
-done:
-#ifdef HAS_PASS_HOOK
-    if (passes)
-        pass_hits.delete(&old_pid);
-#endif
-    return;
 }
 
 RAW_TRACEPOINT_PROBE(sched_process_exec)

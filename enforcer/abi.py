@@ -90,6 +90,10 @@ LIVE_HOLD_UNTIL = 1
 LIVE_UNHELD = 2
 LIVE_SLOTS = 3
 
+HELD_PIN = "held-2"
+# Pin names the held map had in older layouts: what they still hold is let go.
+LEGACY_HELD_PINS = ("held",)
+
 # Set ids are u32 in the maps, policy/rule/target ids u16 in a hit.
 MAX_ID16 = 0xFFFF
 NO_SET = 0

@@ -110,6 +110,7 @@ class Daemon:
         pins = PinDir(self.options.pin_dir) if self.options.pin_dir else None
         if pins is not None:
             pins.lock()  # before the compile: a second daemon fails at once
+            pins.release_legacy_held()
         from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
 
         program = ExecProgram(

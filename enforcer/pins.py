@@ -1,7 +1,8 @@
 """The daemon's bpffs directory: pinned maps, pinned links per generation, one owner.
 
 Layout (default /sys/fs/bpf/enforcer):
-    counters, held, liveness   maps every generation of the program shares
+    counters, held-2, liveness maps every generation of the program shares
+                               (the held map's name changes with its layout)
     links-<N>/<hook>           the links that keep generation N attached
 
 Each start of the daemon loads generation N+1 beside the N still enforcing
@@ -22,7 +23,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from enforcer import links
+from enforcer import abi, links
 from enforcer.errors import EnforcerError
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,28 @@ class PinDir:
         self.lock()
         try:
             removed = self.remove_links()
-            return Unloaded(tuple(removed), self._release_held())
+            return Unloaded(tuple(removed), self._release_held() + self.release_legacy_held())
         finally:
             self.unlock()
 
-    def _release_held(self) -> int:
+    def release_legacy_held(self) -> int:
+        """Lets go of the execs an older daemon's held map (another layout) still holds.
+
+        This daemon cannot read them to decide them: they go on, as `enforcer
+        unload` lets them, and the old map's pin is removed.
+        """
+        released = 0
+        for name in abi.LEGACY_HELD_PINS:
+            count = self._release_held(name)
+            if count:
+                log.warning("let go of %d execs held by an older version's program", count)
+            released += count
+            (self.path / name).unlink(missing_ok=True)
+        return released
+
+    def _release_held(self, name: str = abi.HELD_PIN) -> int:
         try:
-            fd = links.open_pinned(self.path / "held")
+            fd = links.open_pinned(self.path / name)
         except FileNotFoundError:
             return 0
         try:

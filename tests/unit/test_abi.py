@@ -67,3 +67,9 @@ def test_set_flags_match_header() -> None:
 
 def test_exec_flags_match_header() -> None:
     assert _header_flags("EXEC") == {f.name: f.value for f in abi.ExecFlag}
+
+
+def test_the_held_map_pin_name_matches_header() -> None:
+    found = re.search(r'^#define HELD_PIN "([^"]+)"', abi.HEADER.read_text(), re.M)
+    assert found is not None and found[1] == abi.HELD_PIN
+    assert abi.HELD_PIN not in abi.LEGACY_HELD_PINS
