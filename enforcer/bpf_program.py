@@ -21,7 +21,7 @@ from enforcer import abi, kernel
 from enforcer.abi import Action, EventKind
 from enforcer.btf import VMLINUX
 from enforcer.compiler import Hit, MapContents
-from enforcer.errors import BpfLoadError
+from enforcer.errors import BpfLoadError, MapWriteError
 from enforcer.kernel import KPROBE_PASS_FUNCTION, Backend
 from enforcer.links import LinkError, LinksUnsupportedError, kprobe_link, tracepoint_link
 
@@ -258,18 +258,48 @@ class ExecProgram:
         bank = 1 - self._bank
         base = BANK_BASES[bank]
         old = {name: self._keys_in_bank(name, self._bank) for name in _RULE_MAPS}
-        self._fill_names(base, maps.names)
-        self._fill_paths(base, maps.paths)
-        self.add_inodes(maps.inodes, base)
-        self._fill_cut(base, maps.cut)
-        self._set_flags = maps.set_flags
-        self._switch_cgroups(base, maps.cgroup_sets)
+        try:
+            self._fill_names(base, maps.names)
+            self._fill_paths(base, maps.paths)
+            self.add_inodes(maps.inodes, base)
+            self._fill_cut(base, maps.cut)
+        except Exception as e:  # bcc raises bare Exception when the kernel refuses a write
+            self._clear_bank(bank)
+            raise MapWriteError(
+                f"the kernel refused a policy map write ({e}); the policies in force stay. "
+                "Check `enforcer status` for what the maps hold"
+            ) from e
+        old_flags, self._set_flags = self._set_flags, maps.set_flags
+        cgroups = self._table("cgroup_sets")
+        before = {k.value: (v.set_id, v.flags) for k, v in cgroups.items()}
+        try:
+            self._switch_cgroups(base, maps.cgroup_sets)
+        except Exception as e:
+            self._restore_cgroups(before)
+            self._set_flags = old_flags
+            self._clear_bank(bank)
+            raise MapWriteError(
+                f"the kernel refused a cgroup map write ({e}); every cgroup is back on the "
+                "policies in force"
+            ) from e
         self._set_config(
             host_set_id=_in_bank(base, maps.host_set_id), host_flags=maps.flags_of(maps.host_set_id)
         )
         for name, keys in old.items():
             _delete_keys(self._table(name), keys)
         self._bank = bank
+
+    def _clear_bank(self, bank: int) -> None:
+        """Removes what a failed switch wrote into the unused bank."""
+        for name in _RULE_MAPS:
+            _delete_keys(self._table(name), self._keys_in_bank(name, bank))
+
+    def _restore_cgroups(self, before: Mapping[int, tuple[int, int]]) -> None:
+        table = self._table("cgroup_sets")
+        for cgroup_id, (set_id, flags) in before.items():
+            value = table.Leaf()
+            value.set_id, value.flags = set_id, flags
+            table[ctypes.c_uint64(cgroup_id)] = value
 
     def _keys_in_bank(self, map_name: str, bank: int) -> list[Any]:
         base = BANK_BASES[bank]

@@ -249,6 +249,9 @@ def _print_status(result: dict[str, Any]) -> None:
     click.echo(table.render(["POLICY", "MODE", "RULES", "SELECTS"], rows))
     for problem in result["problems"]:
         click.echo(f"problem: {problem}", err=True)
+    if result.get("enforce_error"):
+        click.echo(f"not applied, the policies above stay in force: {result['enforce_error']}",
+                   err=True)  # fmt: skip
 
 
 @main.command()

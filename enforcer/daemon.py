@@ -29,6 +29,7 @@ from enforcer.containers.inventory import discover, identify
 from enforcer.containers.netns import named_netns
 from enforcer.control import ControlServer, UnknownCommandError
 from enforcer.engine import Denial, Engine
+from enforcer.errors import EnforcerError
 from enforcer.eventlog import EventLog, EventLogError, open_event_log
 from enforcer.kernel import Backend, BackendChoice
 from enforcer.lifecycle import Lifecycle
@@ -52,6 +53,10 @@ HOLD_GRACE_S = 60.0
 # How often the main loop renews the grace at most: a map write per turn of
 # the loop would add a system call per batch of events in an exec storm.
 HOLD_RENEW_S = 1.0
+
+
+class PolicyEnforceError(EnforcerError):
+    """Raised at start when the policies cannot be compiled and another program enforces."""
 
 
 @dataclass
@@ -100,6 +105,7 @@ class Daemon:
         self._notify = Notifier.from_environment()
         self.generation = 0
         self.persistent = False  # the program's links are pinned: it outlives us
+        self.took_over = False  # this daemon's generation is the one in force
 
     def run(self) -> int:
         kernel.require_root()
@@ -127,6 +133,7 @@ class Daemon:
             self._keep_holding(program)
             engine = self._start_engine(program, running)
             if pins is not None:
+                self._refuse_to_replace_with_nothing(program, engine)
                 self._take_over(program, pins)
             self._start_services(engine, running)
             self._install_signal_handlers()
@@ -154,6 +161,7 @@ class Daemon:
             pins.pin_links(self.generation, program.links)
             self.persistent = True
         program.take_over(self.generation)
+        self.took_over = True
         replaced = pins.remove_links(keep=self.generation)
         if replaced:
             log.info("took over from the program a previous daemon left enforcing")
@@ -166,7 +174,19 @@ class Daemon:
         assert self.lifecycle is not None
         self._log_denials(self.lifecycle.settle_held())  # execs held while no daemon ran
 
+    def _refuse_to_replace_with_nothing(self, program: Any, engine: Engine) -> None:
+        """A program left enforcing stays, rather than one whose policies failed to compile."""
+        if engine.enforce_error is None or program.live_generation() == 0:
+            return  # compiled; or nothing was in force: run, and apply a fixed file later
+        raise PolicyEnforceError(
+            f"the policies cannot be enforced ({engine.enforce_error}); the program a previous "
+            "daemon left keeps enforcing the policies it had. Fix the policies (`enforcer check "
+            "DIR`) and start again"
+        )
+
     def _unpin(self, pins: PinDir) -> None:
+        if not self.took_over:
+            return  # the generation in force is another daemon's: it goes on
         pins.remove_links()
         self.persistent = False
 
@@ -323,7 +343,8 @@ class Daemon:
         if command == "stats":
             return engine.stats()
         if command == "status":
-            status = engine.status(str(choice.backend), choice.reason, enforcing=True)
+            in_force = engine.compiled is not None  # nothing compiled: nothing enforced
+            status = engine.status(str(choice.backend), choice.reason, enforcing=in_force)
             status["persistence"] = {
                 "generation": self.generation,
                 "outlives_daemon": self.persistent,

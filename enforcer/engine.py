@@ -34,6 +34,7 @@ from enforcer.compiler import (
 )
 from enforcer.containers.model import Container
 from enforcer.decision import AnyRule
+from enforcer.errors import EnforcerError
 from enforcer.policy.loader import LoadedPolicy, LoadResult, PolicyProblem
 from enforcer.policy.model import ExecPolicy
 from enforcer.resolve import HOST_ROOT, ResolveError, RootView, container_root, root_view
@@ -119,18 +120,26 @@ class Engine:
         # None for those found to be host cgroups.
         self._placed: dict[int, int | None] = {}
         self.any_rule = AnyRule(())
+        # Why the last compile or map switch failed (the maps before it stay in
+        # force); None once one succeeds.
+        self.enforce_error: str | None = None
+        # Cgroups of containers that could not be placed: their held execs are
+        # decided by AnyRule alone (fail closed).
+        self._unplaceable: dict[int, str] = {}
         self.recent: deque[Denial] = deque(maxlen=RECENT_EVENTS)
         self._denials_seen = 0  # how many denials were ever recorded
         self._new_denial = threading.Condition()
         self.started = time.time()
 
     def reload(self, rediscover: bool = True) -> bool:
-        """Reloads the policies (and, by default, the containers); False if a file was bad.
+        """Reloads the policies (and, by default, the containers); False if anything failed.
 
         A file that fails validation, or that someone else than root could
         have written, keeps its last good version in force; the other files'
         changes apply. All of it switches in the kernel at once (see
-        ExecProgram.apply).
+        ExecProgram.apply). Policies that are valid each but cannot be
+        enforced together (the kernel's maps cannot hold them) change
+        nothing: the maps in force stay, and `enforce_error` says why.
         """
         result = self._load()
         with self._lock:
@@ -151,13 +160,24 @@ class Engine:
                     ", ".join(sorted({str(p.source) for p in kept})),
                 )
             containers = self._discover() if rediscover else self.containers
-            self._enforce((*fresh, *kept), containers)
-        return not result.problems
+            enforced = self._try_enforce((*fresh, *kept), containers)
+        return enforced and not result.problems
 
     def refresh_containers(self) -> None:
         """Recompiles the current policies against the containers running now."""
         with self._lock:
-            self._enforce(self.policies, self._discover())
+            self._try_enforce(self.policies, self._discover())
+
+    def _try_enforce(self, policies: tuple[LoadedPolicy, ...], containers: list[Container]) -> bool:
+        """`_enforce`, or, when that fails, the maps in force kept and the reason kept."""
+        try:
+            self._enforce(policies, containers)
+        except EnforcerError as e:
+            self.enforce_error = str(e)
+            log.error("cannot enforce the policies as changed: %s; the ones in force stay", e)
+            return False
+        self.enforce_error = None
+        return True
 
     def _enforce(self, policies: tuple[LoadedPolicy, ...], containers: list[Container]) -> None:
         known = _id_count(self._ids)
@@ -246,7 +266,11 @@ class Engine:
             key = set_key(members, chosen, view)
             number = compiled.sets.get(key) if compiled and members else 0
             if number is None or compiled is None:
-                self._enforce(self.policies, containers)
+                if not self._try_enforce(self.policies, containers):
+                    self._unplaceable.update(dict.fromkeys(container.cgroup_ids, "cannot compile"))
+                    raise EnforcerError(
+                        f"container {container.short_id} cannot be placed: {self.enforce_error}"
+                    )
                 return self._placed[container.cgroup_ids[0]] or 0
             if number:
                 self._join_set(compiled, number, chosen, view)
@@ -276,6 +300,10 @@ class Engine:
             maps = replace(compiled.maps, inodes={**compiled.maps.inodes, **fresh})
             self.compiled = replace(compiled, maps=maps)
 
+    def unplaceable(self, cgroup_id: int) -> bool:
+        """Whether the cgroup's container could not be placed under its policies."""
+        return cgroup_id in self._unplaceable
+
     def place_host(self, cgroup_id: int) -> None:
         """Marks a new cgroup as a host cgroup: the host policies apply to it."""
         with self._lock:
@@ -286,6 +314,7 @@ class Engine:
         """A cgroup was removed; a container whose own cgroup it was is gone."""
         with self._lock:
             self._placed.pop(cgroup_id, None)
+            self._unplaceable.pop(cgroup_id, None)
             gone = [c for c in self.containers if c.cgroup_ids and c.cgroup_ids[0] == cgroup_id]
             if gone:
                 self.containers = [c for c in self.containers if c not in gone]
@@ -392,6 +421,9 @@ class Engine:
         with self._lock:
             bad = {problem.file for problem in self.problems}
             stale = sum(1 for p in self.policies if p.source in bad or p.source.parent in bad)
+            if self.enforce_error is not None:
+                # Every policy runs on maps compiled before the change that failed.
+                return {"ok": 0, "stale": len(self.policies), "error": max(1, len(bad))}
             return {"ok": len(self.policies) - stale, "stale": stale, "error": len(bad)}
 
     def event_drops(self) -> int:
@@ -415,6 +447,7 @@ class Engine:
                 ),
                 "policies": [_policy_status(p, compiled, self.containers) for p in self.policies],
                 "problems": [str(p) for p in self.problems],
+                "enforce_error": self.enforce_error,
                 "policy_files_with_problems": len({p.file for p in self.problems}),
                 "containers_known": len(self.containers),
             }

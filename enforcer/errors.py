@@ -28,6 +28,10 @@ class BpfLoadError(EnforcerError):
     """Raised when the BPF program fails to compile, load or attach."""
 
 
+class MapWriteError(EnforcerError):
+    """Raised when the kernel refuses a map write while policies switch; nothing changed."""
+
+
 class ContainerLookupError(EnforcerError):
     """Raised when a container named on the command line cannot be found or is ambiguous."""
 

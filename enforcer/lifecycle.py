@@ -146,6 +146,11 @@ class Lifecycle:
         log.debug("held %r pid %d in cgroup %d: set %s",
                   held.path, held.pid, held.cgroup_id, set_number)  # fmt: skip
         files = held_files(held)
+        if engine.unplaceable(held.cgroup_id):
+            # Its policies could not be compiled: any rule that names it kills it.
+            named = engine.any_rule.names(files, self._view(held.pid))
+            self._let_go(held.pid, signal.SIGKILL if named else signal.SIGCONT)
+            return []
         if set_number is None:
             named = engine.any_rule.names(files, self._view(held.pid))
             if final or not named:

@@ -1,0 +1,151 @@
+"""Policies that are valid each but cannot be enforced together never take the daemon down.
+
+Two policies naming one program in 5 rules each make 10 hits on one map
+entry, more than the kernel's entry holds (abi.MAX_HITS). The compile fails:
+the maps in force stay, the daemon goes on, and status and metrics say why.
+The policies reach the host, so they name only a program made for the test.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import RunningDaemon, host_policy, requested_backend, start_daemon
+
+from enforcer import abi
+
+pytestmark = pytest.mark.root
+
+RELOAD_TIMEOUT_S = 10.0
+
+
+def many_rules(program: Path, name: str, rules: int) -> str:
+    body = "".join(
+        f"    - name: r{i}\n      action: kill\n      match:\n        names: [{program.name}]\n"
+        for i in range(rules)
+    )
+    return (
+        f"apiVersion: enforcer/v1\nkind: ExecPolicy\nmetadata:\n  name: {name}\nspec:\n"
+        f"  selector:\n    host: true\n  rules:\n{body}"
+    )
+
+
+def wait_for(daemon: RunningDaemon, done: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + RELOAD_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = daemon.ask("status")
+        if done(status):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"no such status within {RELOAD_TIMEOUT_S} s: {daemon.ask('status')}")
+
+
+def killed(program: Path, tmp_path: Path) -> bool:
+    marker = tmp_path / "ran"
+    marker.unlink(missing_ok=True)
+    code = subprocess.run([str(program), str(marker)], check=False).returncode
+    return code == -signal.SIGKILL and not marker.exists()
+
+
+def test_a_combination_that_cannot_compile_keeps_the_policies_in_force(
+    tmp_path: Path, program: Path, daemon_factory: Any
+) -> None:
+    half = abi.MAX_HITS // 2 + 1
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "first.yaml").write_text(many_rules(program, "first", half))
+    daemon = daemon_factory(policies)
+    assert killed(program, tmp_path)
+
+    (policies / "second.yaml").write_text(many_rules(program, "second", half))
+    status = wait_for(daemon, lambda s: s["enforce_error"])
+    assert "rules match" in status["enforce_error"] and "Merge rules" in status["enforce_error"]
+    assert [p["name"] for p in status["policies"]] == ["first"]  # what is in force
+    assert daemon.process.poll() is None
+    assert killed(program, tmp_path)  # the first policy still kills
+    printed = daemon.cli("status")
+    assert printed.returncode == 0 and "rules match" in printed.stdout + printed.stderr
+
+    (policies / "second.yaml").unlink()
+    status = wait_for(daemon, lambda s: s["enforce_error"] is None)
+    assert killed(program, tmp_path)
+
+
+def test_a_start_whose_policies_cannot_compile_runs_and_applies_a_fix(
+    tmp_path: Path, program: Path
+) -> None:
+    half = abi.MAX_HITS // 2 + 1
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "first.yaml").write_text(many_rules(program, "first", half))
+    (policies / "second.yaml").write_text(many_rules(program, "second", half))
+    daemon = _start_unready(policies, tmp_path)
+    try:
+        status = wait_for(daemon, lambda s: s["enforce_error"])
+        assert status["enforcing"] is False
+        assert daemon.cli("status").returncode != 0
+        (policies / "second.yaml").write_text(host_policy(program, name="second"))
+        wait_for(daemon, lambda s: s["enforcing"] and s["enforce_error"] is None)
+        assert killed(program, tmp_path)
+    finally:
+        daemon.stop()
+
+
+def test_a_restart_with_policies_that_cannot_compile_leaves_the_old_program_enforcing(
+    tmp_path: Path, program: Path
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "first.yaml").write_text(host_policy(program, name="first"))
+    first = start_daemon(policies, tmp_path)
+    assert first.pin_dir is not None
+    try:
+        first.process.kill()  # a crash: the program stays in the kernel
+        first.process.wait()
+        half = abi.MAX_HITS // 2 + 1
+        (policies / "first.yaml").write_text(many_rules(program, "first", half))
+        (policies / "second.yaml").write_text(many_rules(program, "second", half))
+        second = subprocess.run(
+            _daemon_argv(policies, tmp_path, first.pin_dir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert second.returncode != 0
+        assert "keeps enforcing the policies it had" in second.stderr
+        assert killed(program, tmp_path)  # the crashed daemon's program goes on
+    finally:
+        first.stop()
+
+
+def _daemon_argv(policies: Path, workdir: Path, pin_dir: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "enforcer", "run", "--policies", str(policies),
+        "--pin-dir", str(pin_dir), "--state-dir", str(workdir / "state"),
+        "--socket", str(workdir / "second.sock"), "--backend", requested_backend(),
+    ]  # fmt: skip
+
+
+def _start_unready(policies: Path, workdir: Path) -> RunningDaemon:
+    """Starts a daemon without waiting for it to enforce (it will not, at first)."""
+    log = workdir / "unready.log"
+    socket = workdir / "unready.sock"
+    pin_dir = Path(f"/sys/fs/bpf/enforcer-test-unready-{workdir.name[-8:]}")
+    argv = _daemon_argv(policies, workdir, pin_dir)
+    argv[argv.index(str(workdir / "second.sock"))] = str(socket)
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    daemon = RunningDaemon(process, socket, log, pin_dir)
+    deadline = time.monotonic() + 120
+    while not socket.exists() and time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(log.read_text())
+        time.sleep(0.1)
+    return daemon
