@@ -17,6 +17,7 @@ policy, rule and target name, so counters keep their meaning over a reload.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ K = TypeVar("K")
 # Named network namespaces (`ip netns list`) -> inode number; the caller reads /run/netns.
 NO_NETNS: Mapping[str, int] = MappingProxyType({})
 NO_VIEWS: Mapping[str, RootView] = MappingProxyType({})
+# The policy id of a group hit: one kernel hit standing for the rules past
+# abi.MAX_HITS on one entry. Real policy ids start at 1.
+GROUP_POLICY_ID = 0
 # The key of the host's own root in `views`.
 HOST_VIEW = ""
 
@@ -168,6 +172,14 @@ class MapContents:
     cut: Mapping[int, tuple[Hit, ...]] = field(default_factory=dict)
     # set -> SET_* flags: the lookups the kernel makes for it.
     set_flags: Mapping[int, int] = field(default_factory=dict)
+    # A group hit's rule id -> the hits it stands for (see _pack).
+    groups: Mapping[int, tuple[Hit, ...]] = field(default_factory=dict)
+
+    def expand(self, hit: Hit) -> tuple[Hit, ...]:
+        """The rules' own hits behind one hit: itself, or a group's members."""
+        if hit.policy_id != GROUP_POLICY_ID:
+            return (hit,)
+        return self.groups.get(hit.rule_id, (hit,))
 
     def flags_of(self, set_id: int) -> int:
         return self.set_flags.get(set_id, 0)
@@ -227,7 +239,7 @@ def compile_policies(
     host_members = frozenset(s.policy for s in selections if s.host)
     host_key = set_key(host_members, [by_policy[m] for m in host_members], views.get(HOST_VIEW))
     set_ids = _number_sets([*cgroup_keys.values(), host_key])
-    tables = _Tables()
+    tables = _Tables(ids)
     for key, set_id in set_ids.items():
         for policy_name in sorted(key.members):
             _add_policy(by_policy[policy_name], set_id, ids, dict(key.resolution), tables)
@@ -274,7 +286,7 @@ def inode_entries(
     policies: Sequence[ExecPolicy], set_id: int, ids: Ids, view: RootView
 ) -> dict[tuple[int, int, int], tuple[Hit, ...]]:
     """The inode entries a container with this view adds to an existing set."""
-    tables = _Tables()
+    tables = _Tables(ids)
     for policy in policies:
         _add_policy(policy, set_id, ids, {}, tables)
     tables.add_inodes(set_id, view)
@@ -289,7 +301,9 @@ def _canonical(target: str, view: RootView | None) -> str:
 class _Tables:
     """The map contents being built: entries with their hits, per set."""
 
-    def __init__(self) -> None:
+    def __init__(self, ids: Ids) -> None:
+        self.ids = ids
+        self.groups: dict[int, tuple[Hit, ...]] = {}
         self.names: dict[tuple[int, str], list[Hit]] = defaultdict(list)
         self.paths: dict[tuple[int, str], list[Hit]] = defaultdict(list)
         self.inodes: dict[tuple[int, int, int], list[Hit]] = defaultdict(list)
@@ -327,12 +341,33 @@ class _Tables:
         return MapContents(
             cgroup_sets=cgroup_sets,
             host_set_id=host_set_id,
-            names=_freeze(self.names),
-            paths=_freeze(_inherit_dir_hits(self.paths)),
-            inodes=_freeze(self.inodes),
-            cut={set_id: _strictest(hits) for set_id, hits in self.cut.items()},
+            names=self._freeze(self.names),
+            paths=self._freeze(_inherit_dir_hits(self.paths)),
+            inodes=self._freeze(self.inodes),
+            cut={set_id: self._pack(hits) for set_id, hits in self.cut.items()},
             set_flags=dict(self.flags),
+            groups=dict(self.groups),
         )
+
+    def _freeze(self, table: Mapping[EntryKey, list[Hit]]) -> dict[EntryKey, tuple[Hit, ...]]:
+        return {key: self._pack(hits) for key, hits in table.items()}
+
+    def _pack(self, hits: Iterable[Hit]) -> tuple[Hit, ...]:
+        """An entry's hits as the kernel holds them: at most MAX_HITS, strictest first.
+
+        Past MAX_HITS, the rest become one group hit: its action is the
+        strictest of theirs (what the kernel needs to decide), and userspace
+        counts each of its rules (MapContents.expand). Groups of the same
+        rules share one id, stable across compiles, like the rules' own.
+        """
+        ranked = sorted(set(hits), key=lambda h: (_STRICTNESS[h.action], h))
+        if len(ranked) <= abi.MAX_HITS:
+            return tuple(ranked)
+        kept, rest = ranked[: abi.MAX_HITS - 1], tuple(ranked[abi.MAX_HITS - 1 :])
+        digest = hashlib.sha1(repr(sorted(rest)).encode()).hexdigest()[:20]
+        group_id = self.ids.rules.number(("", f"group {digest}"))
+        self.groups[group_id] = rest
+        return (*kept, Hit(GROUP_POLICY_ID, group_id, 0, rest[0].action))
 
 
 def _check_capacity(maps: MapContents) -> None:
@@ -541,27 +576,4 @@ def _inherit_dir_hits(paths: dict[tuple[int, str], list[Hit]]) -> dict[tuple[int
 
 
 EntryKey = TypeVar("EntryKey", tuple[int, str], tuple[int, int, int])
-
-
-def _freeze(table: Mapping[EntryKey, list[Hit]]) -> dict[EntryKey, tuple[Hit, ...]]:
-    frozen: dict[EntryKey, tuple[Hit, ...]] = {}
-    for key, hits in table.items():
-        unique = tuple(sorted(set(hits)))
-        if len(unique) > abi.MAX_HITS:
-            what = str(key[1]).rstrip(chr(0)) if len(key) == 2 else f"inode {key[2]}"
-            raise CompileError(
-                f"{len(unique)} rules match {what!r} in one selection; at most "
-                f"{abi.MAX_HITS} can. Merge rules that name the same program."
-            )
-        frozen[key] = unique
-    return frozen
-
-
-def _strictest(hits: Iterable[Hit]) -> tuple[Hit, ...]:
-    """At most MAX_HITS hits, one per rule, the strictest actions first."""
-    per_rule: dict[tuple[int, int], Hit] = {}
-    for hit in hits:
-        per_rule.setdefault((hit.policy_id, hit.rule_id), hit)
-    order = {Action.KILL: 0, Action.DENY: 1, Action.AUDIT: 2}
-    ranked = sorted(per_rule.values(), key=lambda h: (order[h.action], h))
-    return tuple(ranked[: abi.MAX_HITS])
+_STRICTNESS = {Action.KILL: 0, Action.DENY: 1, Action.AUDIT: 2}

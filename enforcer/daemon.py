@@ -317,8 +317,7 @@ class Daemon:
             return self.lifecycle.settle_held()
         if self.options.on_exec is not None:
             self.options.on_exec(event)
-        denial = self.engine.denial(event.kind, event)
-        return [denial] if denial else []
+        return self.engine.denials(event.kind, event)
 
     def _log_denials(self, denials: list[Denial]) -> None:
         for denial in denials:

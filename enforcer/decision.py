@@ -39,8 +39,9 @@ def decide(maps: MapContents, set_id: int, files: Iterable[FileIdentity]) -> tup
         return ()
     hits: dict[tuple[int, int], Hit] = {}
     for file in files:
-        for hit in _file_hits(maps, set_id, file):
-            hits.setdefault((hit.policy_id, hit.rule_id), hit)
+        for found in _file_hits(maps, set_id, file):
+            for hit in maps.expand(found):
+                hits.setdefault((hit.policy_id, hit.rule_id), hit)
     return tuple(
         replace(h, action=Action.KILL) if h.action is Action.DENY else h for h in hits.values()
     )

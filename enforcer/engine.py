@@ -325,20 +325,24 @@ class Engine:
         container = self._cgroup_owner.get(cgroup_id)
         return (container.id, container.name) if container else (HOST, "")
 
-    def denial(self, kind: EventKind, event: Any) -> Denial | None:
-        """Names a kernel rule-hit event; records it among the recent ones."""
+    def denials(self, kind: EventKind, event: Any) -> list[Denial]:
+        """Names a kernel rule-hit event (a group hit: each of its rules); records them."""
         if kind is not EventKind.MATCH or event.hit is None:
-            return None
-        return self.record(
-            event.hit,
-            cgroup_id=event.cgroup_id,
-            pid=event.pid,
-            uid=event.uid,
-            comm=event.comm,
-            filename=event.filename,
-            argv=event.argv,
-            invoked=event.invoked,
-        )
+            return []
+        hits = self.compiled.maps.expand(event.hit) if self.compiled else (event.hit,)
+        return [
+            self.record(
+                hit,
+                cgroup_id=event.cgroup_id,
+                pid=event.pid,
+                uid=event.uid,
+                comm=event.comm,
+                filename=event.filename,
+                argv=event.argv,
+                invoked=event.invoked,
+            )
+            for hit in hits
+        ]
 
     def record(
         self,
@@ -388,9 +392,28 @@ class Engine:
     def stats(self) -> dict[str, object]:
         """Blocked and audited counts per policy, rule, container and program."""
         with self._lock:
-            counters = self._program.counters()
+            counters = self._expanded(self._program.counters())
             names = {key: describe(self._ids, key) for key in counters}
         return {"policies": nest_counts(names, counters, self.owner, self._policy_names())}
+
+    def _expanded(self, counters: Mapping[Any, int]) -> dict[Any, int]:
+        """Counters with each group hit's count given to every rule of the group."""
+        maps = self.compiled.maps if self.compiled else None
+        result: dict[Any, int] = {}
+        for key, count in counters.items():
+            members = (
+                maps.expand(Hit(key.policy_id, key.rule_id, key.target_id, key.action))
+                if maps
+                else ()
+            )
+            if len(members) <= 1 or members[0].policy_id == key.policy_id:
+                result[key] = result.get(key, 0) + count
+                continue
+            for hit in members:
+                own = replace(key, policy_id=hit.policy_id, rule_id=hit.rule_id,
+                              target_id=hit.target_id, action=hit.action)  # fmt: skip
+                result[own] = result.get(own, 0) + count
+        return result
 
     def containers_report(self) -> list[dict[str, object]]:
         """Every container the daemon knows, with the policies that select it."""

@@ -1,9 +1,12 @@
 """Policies that are valid each but cannot be enforced together never take the daemon down.
 
-Two policies naming one program in 5 rules each make 10 hits on one map
-entry, more than the kernel's entry holds (abi.MAX_HITS). The compile fails:
-the maps in force stay, the daemon goes on, and status and metrics say why.
-The policies reach the host, so they name only a program made for the test.
+Two policies of 17,000 names each are more than the kernel's name map holds
+(half of abi.MAX_NAME_ENTRIES, the other half being the switch's): the
+compile fails, the maps in force stay, the daemon goes on, and status says
+why. And more rules naming one program than one map entry holds
+(abi.MAX_HITS) compile, kill, and count each rule. The policies reach the
+host, so they name only a program made for the test (and names no program
+has).
 """
 
 from __future__ import annotations
@@ -22,18 +25,38 @@ from enforcer import abi
 
 pytestmark = pytest.mark.root
 
-RELOAD_TIMEOUT_S = 10.0
+RELOAD_TIMEOUT_S = 20.0
+# Each of two policies: more than half of what the name map can hold.
+NAMES_EACH = abi.MAX_NAME_ENTRIES // 4 + 600
 
 
-def many_rules(program: Path, name: str, rules: int) -> str:
+def many_rules(program: Path, name: str, rules: int, action: str = "kill") -> str:
     body = "".join(
-        f"    - name: r{i}\n      action: kill\n      match:\n        names: [{program.name}]\n"
+        f"    - name: r{i}\n      action: {action}\n      match:\n        names: [{program.name}]\n"
         for i in range(rules)
     )
     return (
         f"apiVersion: enforcer/v1\nkind: ExecPolicy\nmetadata:\n  name: {name}\nspec:\n"
         f"  selector:\n    host: true\n  rules:\n{body}"
     )
+
+
+def many_names(program: Path, name: str) -> str:
+    """A kill rule naming the program and NAMES_EACH - 1 names no program has."""
+    names = [program.name, *(f"absent-{name}-{i}" for i in range(NAMES_EACH - 1))]
+    return (
+        f"apiVersion: enforcer/v1\nkind: ExecPolicy\nmetadata:\n  name: {name}\nspec:\n"
+        "  selector:\n    host: true\n  rules:\n    - name: many\n      action: kill\n"
+        f"      match:\n        names: [{', '.join(names)}]\n"
+    )
+
+
+def rule_counts(daemon: RunningDaemon) -> dict[tuple[str, str], int]:
+    return {
+        (p["name"], r["name"]): r["blocked"]
+        for p in daemon.ask("stats")["policies"]
+        for r in p["rules"]
+    }
 
 
 def wait_for(daemon: RunningDaemon, done: Any) -> dict[str, Any]:
@@ -53,24 +76,47 @@ def killed(program: Path, tmp_path: Path) -> bool:
     return code == -signal.SIGKILL and not marker.exists()
 
 
-def test_a_combination_that_cannot_compile_keeps_the_policies_in_force(
+def test_more_rules_on_one_program_than_an_entry_holds_kill_and_count_each(
     tmp_path: Path, program: Path, daemon_factory: Any
 ) -> None:
     half = abi.MAX_HITS // 2 + 1
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "first.yaml").write_text(many_rules(program, "first", half))
+    (policies / "second.yaml").write_text(many_rules(program, "second", half, action="audit"))
+    daemon = daemon_factory(policies)
+    assert daemon.ask("status")["enforce_error"] is None
+    assert killed(program, tmp_path)
+    counts = rule_counts(daemon)
+    assert counts == {
+        (p, f"r{i}"): int(p == "first") for p in ("first", "second") for i in range(half)
+    }
+    audited = {
+        r["name"]: r["audited"]
+        for p in daemon.ask("stats")["policies"]
+        if p["name"] == "second"
+        for r in p["rules"]
+    }
+    assert audited == {f"r{i}": 1 for i in range(half)}
+
+
+def test_a_combination_that_cannot_compile_keeps_the_policies_in_force(
+    tmp_path: Path, program: Path, daemon_factory: Any
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "first.yaml").write_text(many_names(program, "first"))
     daemon = daemon_factory(policies)
     assert killed(program, tmp_path)
 
-    (policies / "second.yaml").write_text(many_rules(program, "second", half))
+    (policies / "second.yaml").write_text(many_names(program, "second"))
     status = wait_for(daemon, lambda s: s["enforce_error"])
-    assert "rules match" in status["enforce_error"] and "Merge rules" in status["enforce_error"]
+    assert "exceed the kernel map's room" in status["enforce_error"]
     assert [p["name"] for p in status["policies"]] == ["first"]  # what is in force
     assert daemon.process.poll() is None
     assert killed(program, tmp_path)  # the first policy still kills
     printed = daemon.cli("status")
-    assert printed.returncode == 0 and "rules match" in printed.stdout + printed.stderr
+    assert printed.returncode == 0 and "exceed the kernel map" in printed.stderr
 
     (policies / "second.yaml").unlink()
     status = wait_for(daemon, lambda s: s["enforce_error"] is None)
@@ -80,11 +126,10 @@ def test_a_combination_that_cannot_compile_keeps_the_policies_in_force(
 def test_a_start_whose_policies_cannot_compile_runs_and_applies_a_fix(
     tmp_path: Path, program: Path
 ) -> None:
-    half = abi.MAX_HITS // 2 + 1
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "first.yaml").write_text(many_rules(program, "first", half))
-    (policies / "second.yaml").write_text(many_rules(program, "second", half))
+    (policies / "first.yaml").write_text(many_names(program, "first"))
+    (policies / "second.yaml").write_text(many_names(program, "second"))
     daemon = _start_unready(policies, tmp_path)
     try:
         status = wait_for(daemon, lambda s: s["enforce_error"])
@@ -108,9 +153,8 @@ def test_a_restart_with_policies_that_cannot_compile_leaves_the_old_program_enfo
     try:
         first.process.kill()  # a crash: the program stays in the kernel
         first.process.wait()
-        half = abi.MAX_HITS // 2 + 1
-        (policies / "first.yaml").write_text(many_rules(program, "first", half))
-        (policies / "second.yaml").write_text(many_rules(program, "second", half))
+        (policies / "first.yaml").write_text(many_names(program, "first"))
+        (policies / "second.yaml").write_text(many_names(program, "second"))
         second = subprocess.run(
             _daemon_argv(policies, tmp_path, first.pin_dir),
             capture_output=True,

@@ -16,6 +16,7 @@ import pytest
 from enforcer import abi
 from enforcer.abi import Action
 from enforcer.compiler import (
+    GROUP_POLICY_ID,
     Compiled,
     CompileError,
     CounterName,
@@ -440,16 +441,28 @@ def test_describe_marks_ids_it_never_handed_out() -> None:
 # --- Limits -----------------------------------------------------------------------------------
 
 
-def test_more_hits_than_the_kernel_holds_for_one_name_is_an_error_saying_what_to_do() -> None:
+def test_more_rules_than_an_entry_holds_become_a_group_with_the_strictest_action() -> None:
+    rules = [rule(f"r{i}", action="audit", names=("nc",)) for i in range(abi.MAX_HITS + 3)]
+    rules.append(rule("killer", names=("nc",)))
+    compiled = compile_policies([policy("p", *rules, ids=(WEB_ID,))], CONTAINERS)
+
+    hits = compiled.maps.names[(set_of(compiled, WEB), "nc")]
+    assert len(hits) == abi.MAX_HITS
+    assert describe(compiled.ids, hits[0]).rule == "killer"  # strictest first
+    group = hits[-1]
+    assert group.policy_id == GROUP_POLICY_ID and group.action is Action.AUDIT
+    members = compiled.maps.expand(group)
+    every_rule = {describe(compiled.ids, h).rule for h in (*hits[:-1], *members)}
+    assert every_rule == {"killer", *(f"r{i}" for i in range(abi.MAX_HITS + 3))}
+    assert compiled.maps.expand(hits[0]) == (hits[0],)
+
+
+def test_a_group_keeps_its_id_across_compiles() -> None:
+    ids = Ids()
     rules = [rule(f"r{i}", names=("nc",)) for i in range(abi.MAX_HITS + 1)]
-
-    with pytest.raises(CompileError) as info:
-        compile_policies([policy("p", *rules, ids=(WEB_ID,))], CONTAINERS)
-
-    message = str(info.value)
-    assert "'nc'" in message
-    assert f"at most {abi.MAX_HITS}" in message
-    assert "Merge rules" in message
+    first = compile_policies([policy("p", *rules, ids=(WEB_ID,))], CONTAINERS, ids)
+    again = compile_policies([policy("p", *rules, ids=(WEB_ID,))], CONTAINERS, ids)
+    assert first.maps.names == again.maps.names and first.maps.groups == again.maps.groups
 
 
 def test_exactly_max_hits_for_one_name_compiles() -> None:
@@ -460,17 +473,16 @@ def test_exactly_max_hits_for_one_name_compiles() -> None:
     assert len(compiled.maps.names[(set_of(compiled, WEB), "nc")]) == abi.MAX_HITS
 
 
-def test_the_hit_limit_counts_inherited_directory_hits_and_other_policies() -> None:
+def test_inherited_directory_hits_and_other_policies_join_the_group() -> None:
     half = abi.MAX_HITS // 2 + 1
     dirs = policy("dirs", *(rule(f"d{i}", dirs=("/usr",)) for i in range(half)), ids=(WEB_ID,))
     paths = policy(
         "paths", *(rule(f"p{i}", paths=("/usr/nc",)) for i in range(half)), ids=(WEB_ID,)
     )
-
-    compile_policies([dirs], CONTAINERS)
-    compile_policies([paths], CONTAINERS)
-    with pytest.raises(CompileError, match="'/usr/nc'"):
-        compile_policies([dirs, paths], CONTAINERS)
+    compiled = compile_policies([dirs, paths], CONTAINERS)
+    hits = compiled.maps.paths[(set_of(compiled, WEB), "/usr/nc\0")]
+    rules = {describe(compiled.ids, h).rule for hit in hits for h in compiled.maps.expand(hit)}
+    assert len(hits) == abi.MAX_HITS and len(rules) == 2 * half
 
 
 # --- Reloads ----------------------------------------------------------------------------------
