@@ -36,7 +36,7 @@ from typing import Protocol
 from enforcer import abi
 from enforcer.abi import ExecFlag
 from enforcer.compiler import Hit
-from enforcer.containers.cgroup import cgroup_v2_path_of_pid
+from enforcer.containers.cgroup import cgroup_v2_path_of_pid, find_cgroup2_mount
 from enforcer.containers.model import Container
 from enforcer.decision import FileIdentity, decide, kills
 from enforcer.engine import Denial, Engine
@@ -149,12 +149,12 @@ class Lifecycle:
         if engine.unplaceable(held.cgroup_id):
             # Its policies could not be compiled: any rule that names it kills it.
             named = engine.any_rule.names(files, self._view(held.pid))
-            self._let_go(held.pid, signal.SIGKILL if named else signal.SIGCONT)
+            self._let_go(held.pid, signal.SIGKILL if named else signal.SIGCONT, held.cgroup_id)
             return []
         if set_number is None:
             named = engine.any_rule.names(files, self._view(held.pid))
             if final or not named:
-                self._let_go(held.pid, signal.SIGCONT)
+                self._let_go(held.pid, signal.SIGCONT, held.cgroup_id)
             else:
                 self._queue(held.cgroup_id, held.pid)
             return []
@@ -163,14 +163,14 @@ class Lifecycle:
         ):
             log.error("killed %s (pid %d): a policy names it and the container's runtime did not "
                       "say whether that policy selects it", held.path, held.pid)  # fmt: skip
-            self._let_go(held.pid, signal.SIGKILL)
+            self._let_go(held.pid, signal.SIGKILL, held.cgroup_id)
             return []
         compiled = engine.compiled
         hits = decide(compiled.maps, set_number, files) if compiled else ()
         self._program.add_counts(held.cgroup_id, hits)
         comm, uid = _comm_and_uid(held.pid)
         argv = _argv(held.pid)  # stopped after its exec: /proc shows the new program's
-        self._let_go(held.pid, signal.SIGKILL if kills(hits) else signal.SIGCONT)
+        self._let_go(held.pid, signal.SIGKILL if kills(hits) else signal.SIGCONT, held.cgroup_id)
         return [
             engine.record(hit, cgroup_id=held.cgroup_id, pid=held.pid, uid=uid, comm=comm,
                           filename=held.path, argv=argv, invoked=held.invoked)
@@ -184,12 +184,30 @@ class Lifecycle:
         except ResolveError:
             return {}
 
-    def _let_go(self, pid: int, signum: int) -> None:
+    def _let_go(self, pid: int, signum: int, cgroup_id: int | None = None) -> None:
+        """Signals a held process through a pidfd, once it is known to be that process.
+
+        A pid alone may have been reused since the kernel held it (someone
+        else killed it): the pidfd pins one process, which must still be
+        stopped or in the cgroup the exec was held in.
+        """
         log.debug("let go of pid %d with signal %d", pid, signum)
         try:
-            os.kill(pid, signum)
+            pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             log.debug("held pid %d is gone already", pid)
+            self._program.release_held(pid)
+            return
+        try:
+            if cgroup_id is None or _stopped(pid) or _in_cgroup(pid, cgroup_id):
+                signal.pidfd_send_signal(pidfd, signum)
+            else:
+                log.warning("pid %d is no longer the exec held in cgroup %d: not signalled",
+                            pid, cgroup_id)  # fmt: skip
+        except ProcessLookupError:
+            log.debug("held pid %d is gone already", pid)
+        finally:
+            os.close(pidfd)
         self._program.release_held(pid)
 
     def _work(self) -> None:
@@ -265,6 +283,24 @@ def _script_file(held: HeldExecLike) -> FileIdentity:
 
 def _basename(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped (state T), as a held one is."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["T"]
+
+
+def _in_cgroup(pid: int, cgroup_id: int) -> bool:
+    """Whether the process is in the cgroup v2 directory whose inode is `cgroup_id`."""
+    try:
+        rel = cgroup_v2_path_of_pid(pid)
+        return os.stat(find_cgroup2_mount() / rel.lstrip("/")).st_ino == cgroup_id
+    except (OSError, EnforcerError):
+        return False
 
 
 def _argv(pid: int) -> tuple[str, ...]:

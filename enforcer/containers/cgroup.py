@@ -29,6 +29,9 @@ _NAMED_SCOPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"cri-containerd-{_ID}\.scope"), "containerd"),
     # CRI-O: `.scope` with the systemd driver, bare with cgroupfs.
     (re.compile(rf"crio-{_ID}(?:\.scope)?"), "crio"),
+    # runc itself with --systemd-cgroup (`system.slice:runc:<id>`): its ids
+    # are any name runc accepts, not only 64 hex digits.
+    (re.compile(r"runc-(?P<id>[A-Za-z0-9][A-Za-z0-9_+.-]*)\.scope"), "runc"),
 )
 
 # conmon is the monitor process podman and CRI-O start beside each container;

@@ -43,6 +43,9 @@ POD_UID_SYSTEMD = POD_UID.replace("-", "_")
         # containerd and CRI-O outside Kubernetes.
         (f"/system.slice/cri-containerd-{ID}.scope", ("containerd", ID)),
         (f"/system.slice/crio-{ID}.scope", ("crio", ID)),
+        # runc with --systemd-cgroup: a 64-hex id, or any name runc accepts.
+        (f"/system.slice/runc-{ID}.scope", ("runc", ID)),
+        ("/system.slice/runc-web_1.scope", ("runc", "web_1")),
         # Kubernetes, cgroupfs driver: the runtime is not in the name.
         (f"/kubepods/burstable/pod{POD_UID}/{ID}", ("kubernetes", ID)),
         (f"/kubepods/besteffort/pod{POD_UID}/{ID}", ("kubernetes", ID)),
