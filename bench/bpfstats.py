@@ -70,11 +70,13 @@ def _bpftool(*args: str) -> Any:
 
 
 def hooks() -> list[Hook]:
-    """Every program attached through a perf event, by any process."""
-    return [
+    """Every program a process holds attached, once each (a process may hold an attachment
+    through two descriptors, as the enforcer holds its raw tracepoint link and a copy to pin)."""
+    found = (
         Hook(int(h["pid"]), int(h["prog_id"]), str(h.get("tracepoint") or h.get("func") or ""))
         for h in _bpftool("perf", "show")
-    ]
+    )
+    return list(dict.fromkeys(found))
 
 
 def exec_hooks_of(pid: int) -> list[Hook]:

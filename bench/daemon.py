@@ -25,6 +25,9 @@ from enforcer.errors import DaemonUnavailableError
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 STATUS_POLL_S = 0.01
+# Idle: the daemon's CPU time grows by less than a clock tick over IDLE_SAMPLE_S.
+IDLE_SAMPLE_S = 0.5
+IDLE_TIMEOUT_S = 15.0
 BPFFS = Path("/sys/fs/bpf")
 COMPILE_LOG = re.compile(r"BPF program compiled and loaded in ([0-9.]+) s")
 
@@ -56,6 +59,20 @@ class Daemon:
 
     def cpu_seconds(self) -> float:
         return proc.cpu_seconds(self.pid)
+
+    def wait_idle(self) -> None:
+        """Returns once the daemon's start-up work is done (its CPU time stops growing).
+
+        Gives up after IDLE_TIMEOUT_S: a daemon that stays busy is measured as it is.
+        """
+        deadline = time.monotonic() + IDLE_TIMEOUT_S
+        last = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(IDLE_SAMPLE_S)
+            now = self.cpu_seconds()
+            if now - last < 1 / proc.CLOCK_TICKS:
+                return
+            last = now
 
     def memory(self) -> proc.Memory:
         return proc.memory(self.pid)

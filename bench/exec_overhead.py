@@ -113,9 +113,7 @@ class _Runner:
 
     def killed(self, program: Path) -> bool:
         """Runs `program` once from the loop's cgroup: True when SIGKILL ended it."""
-        result = run_loop(
-            self.binaries.spawn_loop, program, 1, cgroup=self.cgroup, cpu=self.cpu
-        )
+        result = run_loop(self.binaries.spawn_loop, program, 1, cgroup=self.cgroup, cpu=self.cpu)
         return result.killed == 1
 
     def baseline(self) -> LoopResult:

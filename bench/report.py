@@ -14,6 +14,7 @@ from bench.results import Results
 from bench.start_reload import StartReload
 from bench.storm import Storm
 from bench.summary import Summary
+from bench.syscall_cost import SyscallCost
 from enforcer import table
 
 README_BEGIN = "<!-- results:begin (written by python -m bench) -->"
@@ -33,6 +34,8 @@ def tables(results: Results) -> list[Table]:
     made = [_machine(results.machine, results.quietness)]
     if results.exec_overhead:
         made.append(_exec_overhead(results.exec_overhead))
+    if results.syscall_cost:
+        made.append(_syscall_cost(results.syscall_cost))
     if results.start_reload:
         made.append(_start_reload(results.start_reload))
     if results.storm:
@@ -146,6 +149,12 @@ def _exec_overhead(e: ExecOverhead) -> Table:
         "Enforcer rows: the loop runs in a cgroup of the selected containers; no rule names the "
         "program, so each exec takes the lookups and misses. Backend: "
         f"{e.enforcer_backend}.",
+        "seed's hand-written floor: bench/floor.py on the same hook as the enforcer "
+        "(sched_process_exec, a raw tracepoint): the caller's cgroup id compared to the loop's "
+        "and, in that cgroup, the basename of the file that runs (bprm->file->f_path.dentry->"
+        "d_name, at offsets from the kernel's BTF) read and compared to one fixed name, SIGKILL on "
+        "a match (each round checks that it kills a program of that name). The least a "
+        'hand-written "kill X in cgroup C" does: the floor under what the general design pays.',
         e.execsnoop_note + ".",
     ]
     headers = [
@@ -153,6 +162,55 @@ def _exec_overhead(e: ExecOverhead) -> Table:
         "BPF SHARE",
     ]  # fmt: skip
     return Table("Exec overhead and per-exec BPF cost", headers, rows, notes)
+
+
+def _syscall_cost(s: SyscallCost) -> Table:
+    rows = [
+        [
+            r.label,
+            f"{r.ns_per_call.median:.1f}",
+            _ratio(r.ratio),
+            f"{r.cpu_ns_per_call.median:.1f}",
+            _ratio(r.cpu_ratio),
+            ", ".join(r.hooks) or "-",
+        ]
+        for r in s.rows
+    ]
+    notes = [
+        f"Median of {s.rounds} rounds; each round runs {s.calls_per_loop} getppid() system calls "
+        "(syscall(SYS_getppid), bench/c/getppid_loop.c) with the configuration attached, and as "
+        "many with no BPF, right before or after. RATIO: attached / no BPF in the same round, "
+        "median (quartiles); WALL from CLOCK_MONOTONIC around the loop, CPU the loop's user + "
+        f"system time (getrusage). Loops pinned to CPU {s.cpu}, in a cgroup of their own.",
+        "enforcer: `enforcer run` (backend "
+        f"{s.enforcer_backend}) with a host policy, which selects the loop's cgroup. Syscall "
+        "tracepoints: programs that return 0 on syscalls:sys_enter_execve and sys_enter_execveat "
+        "(bench/syscall_tp.py); they never run for getppid, but while any sys_enter_* program is "
+        "attached every system call of every task takes the slow path. HOOKS: what `bpftool perf "
+        "show` lists for the tool's process.",
+        *_syscall_target(s),
+        *(
+            [
+                "Other processes had syscall tracepoints attached before some loops, which slows "
+                f"the baselines too: {'; '.join(s.foreign_syscall_hooks)}."
+            ]
+            if s.foreign_syscall_hooks
+            else []
+        ),
+    ]
+    headers = ["CONFIGURATION", "WALL ns", "WALL RATIO", "CPU ns", "CPU RATIO", "HOOKS"]
+    return Table("Cost to other system calls (getppid)", headers, rows, notes)
+
+
+def _syscall_target(s: SyscallCost) -> list[str]:
+    row = s.row("enforcer")
+    if row is None:
+        return []
+    verdicts = [
+        f"{what} {ratio.median:.3f} ({'met' if ratio.median <= s.target_ratio else 'NOT met'})"
+        for what, ratio in (("CPU", row.cpu_ratio), ("wall", row.ratio))
+    ]
+    return [f"Target: the enforcer's ratio at most {s.target_ratio:.2f}: {', '.join(verdicts)}."]
 
 
 def _summary_row(what: str, s: Summary | None, scale: float, unit: str) -> list[object]:

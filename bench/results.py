@@ -15,6 +15,7 @@ from bench.race import Race
 from bench.settings import Settings
 from bench.start_reload import StartReload
 from bench.storm import Storm
+from bench.syscall_cost import SyscallCost
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Results:
     machine: Machine
     settings: Settings
     exec_overhead: ExecOverhead | None = None
+    syscall_cost: SyscallCost | None = None
     start_reload: StartReload | None = None
     storm: Storm | None = None
     race: Race | None = None

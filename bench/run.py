@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from bench import exec_overhead, machine, plot, race, report, start_reload, storm
+from bench import exec_overhead, machine, plot, race, report, start_reload, storm, syscall_cost
 from bench.binaries import Binaries, build
 from bench.errors import BenchError
 from bench.neighbours import Neighbours
@@ -27,7 +27,7 @@ from enforcer import kernel
 from enforcer.errors import EnforcerError
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECTIONS = ("exec", "start-reload", "storm", "race")
+SECTIONS = ("exec", "syscall", "start-reload", "storm", "race")
 
 
 def main() -> None:
@@ -112,6 +112,8 @@ def _measure(
     match name:
         case "exec":
             results.exec_overhead = exec_overhead.run(binaries, settings, neighbours)
+        case "syscall":
+            results.syscall_cost = syscall_cost.run(binaries, settings, workdir, neighbours)
         case "start-reload":
             results.start_reload = start_reload.run(binaries, settings, workdir, neighbours)
         case "storm":
