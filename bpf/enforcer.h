@@ -82,12 +82,14 @@ enum action {
 struct cgroup_value {
     u32 set_id;
     u32 flags;         /* SET_* */
+    u64 name_lengths;  /* bit N: the set names a program N bytes long */
 };
 
 /* Everything the kernel needs that is not per cgroup. */
 struct config_value {
     u32 host_set_id;   /* set for cgroups absent from the cgroup map */
     u32 host_flags;    /* SET_* of host_set_id */
+    u64 host_name_lengths;
     u32 trace_all;     /* 1: submit an event for every exec (enforcer trace) */
     u32 hold_new;      /* 1: new cgroups start SET_PENDING (the daemon classifies them) */
     u32 generation;    /* this program's; it acts while liveness says it is in force */

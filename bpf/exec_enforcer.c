@@ -103,6 +103,13 @@ struct scratch {
     struct walk_state walk;
     u32 walked;            /* path.path holds the file's resolved path */
     char text[LONG_PATH_LEN];
+    char window[NAME_LEN];
+    u32 name_len;          /* of the name in name.name; 0: none looked up yet */
+    u64 name_lengths;      /* the caller's set's (cgroup_value.name_lengths) */
+    char comm[COMM_LEN];   /* zero-padded, as bpf_get_current_comm leaves it */
+    u32 comm_len;
+    u32 name_start;        /* the invoked name: window[name_start..name_end) */
+    u32 name_end;
     u8 seen[SEEN_BYTES];   /* one bit per rule id, see add_hit */
 };
 BPF_PERCPU_ARRAY(scratch_space, struct scratch, 1);
@@ -215,18 +222,40 @@ static __always_inline void mark_hits(struct scratch *s, int seen)
  * longer than any policy name can be is not looked up. */
 static __always_inline void lookup_name(struct scratch *s, u32 set_id, const char *name, u32 len)
 {
-    if (!name || len == 0 || len >= NAME_LEN)
+    /* No policy name of the set is that long: no entry can match. */
+    if (!name || len == 0 || len >= NAME_LEN || !(s->name_lengths & (1ULL << len)))
         return;
     __builtin_memset(s->name.name, 0, NAME_LEN);
     barrier_var(len);
     bpf_probe_read_kernel(s->name.name, len & (NAME_LEN - 1), name);
     s->name.set_id = set_id;
+    s->name_len = len;
     add_hits(s, rule_names.lookup(&s->name));
+}
+
+/* Whether window[start..start+len) is the name the last lookup_name of this
+ * exec looked up already (an invocation by the file's own name: no symlink). */
+static __always_inline int looked_up_already(struct scratch *s, u32 start, u32 len)
+{
+    if (len != s->name_len)
+        return 0;
+#pragma clang loop unroll(disable)
+    for (u32 i = 0; i < NAME_LEN; i++) {
+        if (i >= len)
+            return 1;
+        u32 at = start + i;
+        barrier_var(at);
+        if (s->window[at & (NAME_LEN - 1)] != s->name.name[i & (NAME_LEN - 1)])
+            return 0;
+    }
+    return 1;
 }
 
 /* The last component of a kernel string (bprm->filename, bprm->interp), looked
  * up as a basename: the name a program was invoked by, as with a
- * `whoami -> busybox` symlink. */
+ * `whoami -> busybox` symlink. Only its last NAME_LEN bytes can hold a name
+ * short enough to be a policy name: they are copied into a window and
+ * scanned back for the '/' at constant indexes. */
 static __always_inline void lookup_invoked_name(struct scratch *s, u32 set_id, const char *path)
 {
     if (!path)
@@ -234,29 +263,60 @@ static __always_inline void lookup_invoked_name(struct scratch *s, u32 set_id, c
     int len = bpf_probe_read_kernel_str(s->text, LONG_PATH_LEN, path);
     if (len <= 1)
         return;
-    u32 end = (u32)len - 1;   /* the NUL */
-    u32 start = 0;
-    int found = 0;
-#pragma clang loop unroll(disable)
-    for (u32 i = 1; i <= NAME_LEN; i++) {
-        if (i > end) {
-            found = 1;
-            break;
-        }
-        u32 at = end - i;
-        barrier_var(at);
-        at &= LONG_PATH_LEN - 1;
-        if (s->text[at] == '/') {
-            start = at + 1;
-            found = 1;
+    u32 chars = (u32)len - 1;
+    u32 tail = chars < NAME_LEN ? chars : NAME_LEN;
+    u32 from = chars - tail;
+    barrier_var(from);
+    bpf_probe_read_kernel(s->window, NAME_LEN, &s->text[from & (LONG_PATH_LEN - 1)]);
+    int slash = -1;
+#pragma unroll
+    for (int i = NAME_LEN - 1; i >= 0; i--) {
+        if (i >= tail)
+            continue;
+        if (s->window[i] == '/') {
+            slash = i;
             break;
         }
     }
-    if (!found)
+    if (slash < 0 && chars >= NAME_LEN)
+        return;   /* a last component longer than any policy name */
+    /* Through memory: the verifier then goes on with one state, not one per
+     * place the scan could have stopped at. */
+    s->name_start = (u32)(slash + 1);
+    s->name_end = tail;
+    asm volatile("" ::: "memory");
+    u32 start = s->name_start & (NAME_LEN - 1), end = s->name_end;
+    if (start >= end || end > NAME_LEN || looked_up_already(s, start, end - start))
         return;
-    barrier_var(start);
-    start &= LONG_PATH_LEN - 1;
-    lookup_name(s, set_id, &s->text[start], end - start);
+    lookup_name(s, set_id, &s->window[start], end - start);
+}
+
+/* After an exec (not a script's), comm is the basename the program was
+ * invoked by, cut to COMM_LEN - 1 bytes (begin_new_exec sets it). Where it
+ * is shorter than that, it is the whole invoked name: looked up from there,
+ * with no read of the path. Returns 0 when comm may have been cut. */
+static __always_inline int lookup_comm_name(struct scratch *s, u32 set_id)
+{
+    bpf_get_current_comm(s->comm, sizeof(s->comm));
+    u32 len = COMM_LEN - 1;
+#pragma unroll
+    for (u32 i = 0; i < COMM_LEN - 1; i++) {
+        if (s->comm[i] == 0) {
+            len = i;
+            break;
+        }
+    }
+    s->comm_len = len;
+    asm volatile("" ::: "memory");
+    len = s->comm_len;
+    if (len >= COMM_LEN - 1)
+        return 0;
+    /* The file's own name, looked up already: no symlink was involved. */
+    const u64 *comm = (const u64 *)s->comm, *name = (const u64 *)s->name.name;
+    if (len == s->name_len && comm[0] == name[0] && comm[1] == name[1])
+        return 1;
+    lookup_name(s, set_id, s->comm, len);
+    return 1;
 }
 
 /* Resolves the path of s->file into s->path.path, once per exec; returns 0, or
@@ -278,13 +338,15 @@ static __always_inline int resolve_path(struct scratch *s)
 /* Every hit of the file in s->file (and, for a script without a pass hook,
  * of the name it was invoked by) goes into s->acc. */
 static __always_inline void match_file(struct scratch *s, u32 set_id, u32 flags,
-                                       const char *interp)
+                                       const char *interp, int by_comm)
 {
     if (flags & SET_NAMES) {
         lookup_name(s, set_id, s->file.name, s->file.name_len);
-        lookup_invoked_name(s, set_id, interp);
+        if (!(by_comm && lookup_comm_name(s, set_id)))
+            lookup_invoked_name(s, set_id, interp);
     }
     if (flags & SET_INODES) {
+        read_inode_facts(&s->file);
         s->inode.set_id = set_id;
         s->inode.dev = s->file.dev;
         s->inode.ino = s->file.ino;
@@ -301,12 +363,34 @@ static __always_inline void match_file(struct scratch *s, u32 set_id, u32 flags,
     }
 }
 
+/* bprm->file, bprm->filename and bprm->interp, in one read where they lie
+ * close together (BPRM_BLOCK_*, from enforcer/layout.py). */
+struct bprm_fields {
+    const void *file;
+    const char *filename;
+    const char *interp;
+};
+
+static __always_inline void read_bprm(struct bprm_fields *out, const void *bprm)
+{
+#ifdef BPRM_BLOCK_LEN
+    u64 block[BPRM_BLOCK_LEN / 8] = {};
+    bpf_probe_read_kernel(block, sizeof(block), (const char *)bprm + BPRM_BLOCK_START);
+    out->file = (const void *)block[(OFF_BPRM_FILE - BPRM_BLOCK_START) / 8];
+    out->filename = (const char *)block[(OFF_BPRM_FILENAME - BPRM_BLOCK_START) / 8];
+    out->interp = (const char *)block[(OFF_BPRM_INTERP - BPRM_BLOCK_START) / 8];
+#else
+    out->file = read_ptr((const char *)bprm + OFF_BPRM_FILE);
+    out->filename = read_ptr((const char *)bprm + OFF_BPRM_FILENAME);
+    out->interp = read_ptr((const char *)bprm + OFF_BPRM_INTERP);
+#endif
+}
+
 /* Reads one binfmt pass's file into s->file; a file that cannot be read at
  * all matches as a cut path (fail closed). */
-static __always_inline int read_exec_file(struct scratch *s, const void *bprm)
+static __always_inline int read_exec_file(struct scratch *s, const void *file)
 {
     s->walked = 0;
-    const void *file = read_ptr((const char *)bprm + OFF_BPRM_FILE);
     if (read_file_facts(&s->file, file) == 0)
         return 0;
     s->acc.flags |= EXEC_FILE_UNREAD | EXEC_PATH_CUT;
@@ -314,8 +398,7 @@ static __always_inline int read_exec_file(struct scratch *s, const void *bprm)
     s->path.path[0] = 0;
     s->file.name = 0;
     s->file.name_len = 0;
-    s->file.dev = 0;
-    s->file.ino = 0;
+    s->file.inode = 0;
     return -1;
 }
 
@@ -509,16 +592,18 @@ static __always_inline struct config_value *config_in_force(void)
     return cfg;
 }
 
-/* The caller's set (0: none) and its SET_ flags. */
+/* The caller's set (0: none), its SET_ flags and the lengths of its names. */
 static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_value *cfg,
-                                           u32 *flags)
+                                           u32 *flags, u64 *name_lengths)
 {
     struct cgroup_value *selected = cgroup_sets.lookup(&cgroup_id);
     if (selected) {
         *flags = selected->flags;
+        *name_lengths = selected->name_lengths;
         return selected->set_id;
     }
     *flags = cfg->host_flags;
+    *name_lengths = cfg->host_name_lengths;
     return cfg->host_set_id;
 }
 
@@ -535,6 +620,7 @@ static __always_inline void hold(void *ctx, u64 cgroup_id, u32 set_id, struct sc
     if (!slot)
         return;
     resolve_path(s);
+    read_inode_facts(&s->file);
     slot->cgroup_id = cgroup_id;
     slot->set_id = set_id;
     slot->ino = s->file.ino;
@@ -590,7 +676,8 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
     bump(exec_total.lookup(&zero));
     u64 cgroup_id = bpf_get_current_cgroup_id();
     u32 flags = 0;
-    u32 set_id = set_for_current(cgroup_id, cfg, &flags);
+    u64 name_lengths = 0;
+    u32 set_id = set_for_current(cgroup_id, cfg, &flags, &name_lengths);
     /* The common case, an exec no policy selects, ends here. */
     if (set_id == 0 && !cfg->trace_all)
         return;
@@ -604,11 +691,14 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
         passes = pass_hits.lookup(&old_pid);
 #endif
 
-    const char *filename = read_ptr((const char *)bprm + OFF_BPRM_FILENAME);
-    const char *interp = read_ptr((const char *)bprm + OFF_BPRM_INTERP);
+    struct bprm_fields fields = {};
+    read_bprm(&fields, bprm);
+    const char *filename = fields.filename, *interp = fields.interp;
     int script = interp != filename;
     reset_hits(&s->acc, set_id);
-    read_exec_file(s, bprm);
+    s->name_len = 0;
+    s->name_lengths = name_lengths;
+    read_exec_file(s, fields.file);
     if (script)
         s->acc.flags |= EXEC_SCRIPT;
     if (set_id == SET_PENDING) {
@@ -627,7 +717,7 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
             s->acc.flags |= walked_flags;
             mark_hits(s, 1);
         } else {
-            match_file(s, set_id, flags, interp);
+            match_file(s, set_id, flags, interp, !script);
         }
         if (passes)
             pass_hits.delete(&old_pid);
@@ -639,7 +729,7 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
             }
             count_unheld();
         }
-        match_file(s, set_id, flags, interp);
+        match_file(s, set_id, flags, interp, !script);
         if (script && (flags & SET_NAMES))
             lookup_invoked_name(s, set_id, filename);
 #endif
@@ -675,14 +765,18 @@ static __always_inline u32 on_pass(void *ctx, const void *bprm)
         return 0;
     u64 cgroup_id = bpf_get_current_cgroup_id();
     u32 flags = 0;
-    u32 set_id = set_for_current(cgroup_id, cfg, &flags);
+    u64 name_lengths = 0;
+    u32 set_id = set_for_current(cgroup_id, cfg, &flags, &name_lengths);
     u32 tid = (u32)bpf_get_current_pid_tgid();
     if (set_id == 0 || set_id == SET_PENDING) {
         pass_hits.delete(&tid);
         return 0;
     }
-    const char *filename = read_ptr((const char *)bprm + OFF_BPRM_FILENAME);
-    const char *interp = read_ptr((const char *)bprm + OFF_BPRM_INTERP);
+    struct bprm_fields fields = {};
+    read_bprm(&fields, bprm);
+    const char *filename = fields.filename, *interp = fields.interp;
+    s->name_len = 0;
+    s->name_lengths = name_lengths;
     struct exec_hits *earlier = pass_hits.lookup(&tid);
     if (interp != filename && earlier && earlier->set_id == set_id) {
         s->acc = *earlier;
@@ -690,8 +784,8 @@ static __always_inline u32 on_pass(void *ctx, const void *bprm)
     } else {
         reset_hits(&s->acc, set_id);
     }
-    read_exec_file(s, bprm);
-    match_file(s, set_id, flags, interp);
+    read_exec_file(s, fields.file);
+    match_file(s, set_id, flags, interp, 0);  /* comm is still the caller's */
     pass_hits.update(&tid, &s->acc);
 #ifdef BACKEND_LSM
     if (s->acc.verdict & VERDICT_DENY) {

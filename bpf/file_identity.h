@@ -54,20 +54,36 @@ struct walk_state {
     void *dentry;
 };
 
-/* The dentry fields a step needs, where d_name follows d_parent (every
- * kernel since 2.6); read with one probe each. */
+/* The dentry fields a step needs: its parent and its name (struct qstr). */
 struct dentry_step {
     void *parent;
+    u32 hash;
     u32 len;
     const char *name;
 };
 
+/* The name of a dentry, in one read where struct qstr is {hash, len, name}
+ * (every kernel since 3.x), else in two. */
+static __always_inline void read_name(struct dentry_step *step, const void *dentry)
+{
+    const char *qstr = (const char *)dentry + OFF_DENTRY_NAME;
+#if OFF_QSTR_LEN == 4 && OFF_QSTR_NAME == 8
+    bpf_probe_read_kernel(&step->hash, 16, qstr);
+#else
+    bpf_probe_read_kernel(&step->len, sizeof(step->len), qstr + OFF_QSTR_LEN);
+    step->name = read_ptr(qstr + OFF_QSTR_NAME);
+#endif
+}
+
+/* A dentry's parent and name, in one read where d_name follows d_parent. */
 static __always_inline void read_step(struct dentry_step *step, const void *dentry)
 {
+#if OFF_DENTRY_NAME == OFF_DENTRY_PARENT + 8 && OFF_QSTR_LEN == 4 && OFF_QSTR_NAME == 8
+    bpf_probe_read_kernel(step, sizeof(*step), (const char *)dentry + OFF_DENTRY_PARENT);
+#else
     step->parent = read_ptr((const char *)dentry + OFF_DENTRY_PARENT);
-    bpf_probe_read_kernel(&step->len, sizeof(step->len),
-                          (const char *)dentry + OFF_DENTRY_NAME + OFF_QSTR_LEN);
-    step->name = read_ptr((const char *)dentry + OFF_DENTRY_NAME + OFF_QSTR_NAME);
+    read_name(step, dentry);
+#endif
 }
 
 /* One step of the walk; returns 1 when the walk is over (w->cut says how). */
@@ -143,34 +159,56 @@ static __always_inline void task_fs_path(struct kpath *out, u32 which)
         read_kpath(out, (const char *)fs + which);
 }
 
-/* What the kernel says of one file (struct file *). */
+/* What the kernel says of one file (struct file *). The inode's number and
+ * device are read only when asked for (read_inode_facts): a set of names
+ * only never needs them. */
 struct file_facts {
     struct kpath path;
+    void *inode;
     u64 ino;
     u32 dev;
     u32 name_len;
     const char *name;   /* its dentry's name: the basename after every symlink */
+    u32 inode_read;
 };
 
 /* Returns 0, or -1 when the file could not be read. */
 static __always_inline int read_file_facts(struct file_facts *out, const void *file)
 {
+    out->inode_read = 0;
+    out->ino = 0;
+    out->dev = 0;
     if (!file)
         return -1;
+#if defined(FILE_BLOCK_LEN) && OFF_PATH_MNT == 0 && OFF_PATH_DENTRY == 8
+    /* f_inode and f_path in one read (FILE_BLOCK_*, from enforcer/layout.py). */
+    u64 block[FILE_BLOCK_LEN / 8] = {};
+    bpf_probe_read_kernel(block, sizeof(block), (const char *)file + FILE_BLOCK_START);
+    out->inode = (void *)block[(OFF_FILE_INODE - FILE_BLOCK_START) / 8];
+    out->path.mnt = (void *)block[(OFF_FILE_PATH - FILE_BLOCK_START) / 8];
+    out->path.dentry = (void *)block[(OFF_FILE_PATH - FILE_BLOCK_START) / 8 + 1];
+#else
     read_kpath(&out->path, (const char *)file + OFF_FILE_PATH);
-    void *inode = read_ptr((const char *)file + OFF_FILE_INODE);
-    if (!out->path.dentry || !inode)
+    out->inode = read_ptr((const char *)file + OFF_FILE_INODE);
+#endif
+    if (!out->path.dentry || !out->inode)
         return -1;
-    bpf_probe_read_kernel(&out->ino, sizeof(out->ino), (const char *)inode + OFF_INODE_INO);
-    void *sb = read_ptr((const char *)inode + OFF_INODE_SB);
-    out->dev = 0;
-    if (sb)
-        bpf_probe_read_kernel(&out->dev, sizeof(out->dev), (const char *)sb + OFF_SB_DEV);
     struct dentry_step step = {};
-    read_step(&step, out->path.dentry);
+    read_name(&step, out->path.dentry);
     out->name_len = step.len;
     out->name = step.name;
     return 0;
+}
+
+static __always_inline void read_inode_facts(struct file_facts *file)
+{
+    if (file->inode_read || !file->inode)
+        return;
+    file->inode_read = 1;
+    bpf_probe_read_kernel(&file->ino, sizeof(file->ino), (const char *)file->inode + OFF_INODE_INO);
+    void *sb = read_ptr((const char *)file->inode + OFF_INODE_SB);
+    if (sb)
+        bpf_probe_read_kernel(&file->dev, sizeof(file->dev), (const char *)sb + OFF_SB_DEV);
 }
 
 #endif

@@ -136,7 +136,7 @@ class ExecProgram:
         self._bpf.free_bcc_memory()
         ctypes.CDLL(None).malloc_trim(0)
         self._bank = 0
-        self._set_flags: Mapping[int, int] = {}
+        self._maps = MapContents(cgroup_sets={}, host_set_id=abi.NO_SET, names={}, paths={})
         self._set_config(host_set_id=abi.NO_SET, host_flags=0, trace_all=trace_all)
 
     def _table(self, name: str) -> Any:
@@ -193,6 +193,7 @@ class ExecProgram:
         *,
         host_set_id: int | None = None,
         host_flags: int | None = None,
+        host_name_lengths: int | None = None,
         trace_all: bool | None = None,
         hold_new: bool | None = None,
         generation: int | None = None,
@@ -203,6 +204,8 @@ class ExecProgram:
             value.host_set_id = host_set_id
         if host_flags is not None:
             value.host_flags = host_flags
+        if host_name_lengths is not None:
+            value.host_name_lengths = host_name_lengths
         if trace_all is not None:
             value.trace_all = int(trace_all)
         if hold_new is not None:
@@ -269,21 +272,24 @@ class ExecProgram:
                 f"the kernel refused a policy map write ({e}); the policies in force stay. "
                 "Check `enforcer status` for what the maps hold"
             ) from e
-        old_flags, self._set_flags = self._set_flags, maps.set_flags
+        in_force, self._maps = self._maps, maps
         cgroups = self._table("cgroup_sets")
-        before = {k.value: (v.set_id, v.flags) for k, v in cgroups.items()}
+        before = {k.value: (v.set_id, v.flags, v.name_lengths) for k, v in cgroups.items()}
         try:
             self._switch_cgroups(base, maps.cgroup_sets)
         except Exception as e:
             self._restore_cgroups(before)
-            self._set_flags = old_flags
+            self._maps = in_force
             self._clear_bank(bank)
             raise MapWriteError(
                 f"the kernel refused a cgroup map write ({e}); every cgroup is back on the "
                 "policies in force"
             ) from e
+        host = maps.host_set_id
         self._set_config(
-            host_set_id=_in_bank(base, maps.host_set_id), host_flags=maps.flags_of(maps.host_set_id)
+            host_set_id=_in_bank(base, host),
+            host_flags=maps.flags_of(host),
+            host_name_lengths=maps.name_lengths_of(host),
         )
         for name, keys in old.items():
             _delete_keys(self._table(name), keys)
@@ -294,11 +300,11 @@ class ExecProgram:
         for name in _RULE_MAPS:
             _delete_keys(self._table(name), self._keys_in_bank(name, bank))
 
-    def _restore_cgroups(self, before: Mapping[int, tuple[int, int]]) -> None:
+    def _restore_cgroups(self, before: Mapping[int, tuple[int, int, int]]) -> None:
         table = self._table("cgroup_sets")
-        for cgroup_id, (set_id, flags) in before.items():
+        for cgroup_id, (set_id, flags, name_lengths) in before.items():
             value = table.Leaf()
-            value.set_id, value.flags = set_id, flags
+            value.set_id, value.flags, value.name_lengths = set_id, flags, name_lengths
             table[ctypes.c_uint64(cgroup_id)] = value
 
     def _keys_in_bank(self, map_name: str, bank: int) -> list[Any]:
@@ -355,7 +361,8 @@ class ExecProgram:
         for cgroup_id, set_id in cgroup_sets.items():
             value = table.Leaf()
             value.set_id = _in_bank(base, set_id)
-            value.flags = self._set_flags.get(set_id, 0)
+            value.flags = self._maps.flags_of(set_id)
+            value.name_lengths = self._maps.name_lengths_of(set_id)
             table[ctypes.c_uint64(cgroup_id)] = value
 
     def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None:

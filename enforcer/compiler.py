@@ -172,6 +172,9 @@ class MapContents:
     cut: Mapping[int, tuple[Hit, ...]] = field(default_factory=dict)
     # set -> SET_* flags: the lookups the kernel makes for it.
     set_flags: Mapping[int, int] = field(default_factory=dict)
+    # set -> bit N set where the set names a program N bytes long (in UTF-8):
+    # the kernel looks up only names of those lengths.
+    set_name_lengths: Mapping[int, int] = field(default_factory=dict)
     # A group hit's rule id -> the hits it stands for (see _pack).
     groups: Mapping[int, tuple[Hit, ...]] = field(default_factory=dict)
 
@@ -183,6 +186,9 @@ class MapContents:
 
     def flags_of(self, set_id: int) -> int:
         return self.set_flags.get(set_id, 0)
+
+    def name_lengths_of(self, set_id: int) -> int:
+        return self.set_name_lengths.get(set_id, 0)
 
 
 @dataclass(frozen=True)
@@ -309,6 +315,7 @@ class _Tables:
         self.inodes: dict[tuple[int, int, int], list[Hit]] = defaultdict(list)
         self.cut: dict[int, list[Hit]] = defaultdict(list)
         self.flags: dict[int, int] = defaultdict(int)
+        self.name_lengths: dict[int, int] = defaultdict(int)
         # (set, path as written) -> its hits, for the files it resolved to.
         self.by_path_target: dict[tuple[int, str], list[Hit]] = defaultdict(list)
 
@@ -316,6 +323,7 @@ class _Tables:
         if target.kind is TargetKind.NAME:
             self.names[(set_id, key)].append(hit)
             self.flags[set_id] |= SetFlag.NAMES
+            self.name_lengths[set_id] |= 1 << len(key.encode())
             return
         self.paths[(set_id, key)].append(hit)
         self.cut[set_id].append(hit)
@@ -346,6 +354,7 @@ class _Tables:
             inodes=self._freeze(self.inodes),
             cut={set_id: self._pack(hits) for set_id, hits in self.cut.items()},
             set_flags=dict(self.flags),
+            set_name_lengths=dict(self.name_lengths),
             groups=dict(self.groups),
         )
 

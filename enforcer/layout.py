@@ -45,6 +45,18 @@ FIELDS: Mapping[str, tuple[str, str]] = MappingProxyType(
 )
 
 
+# Fields read together in one probe where they lie within BLOCK_MAX bytes of
+# each other: -D<NAME>_BLOCK_START and <NAME>_BLOCK_LEN, else neither (and the
+# C reads them one by one). (field, its size in bytes).
+BLOCKS: Mapping[str, tuple[tuple[str, int], ...]] = MappingProxyType(
+    {
+        "BPRM": (("OFF_BPRM_FILE", 8), ("OFF_BPRM_FILENAME", 8), ("OFF_BPRM_INTERP", 8)),
+        "FILE": (("OFF_FILE_INODE", 8), ("OFF_FILE_PATH", 16)),
+    }
+)
+BLOCK_MAX = 64
+
+
 @dataclass(frozen=True)
 class ExecLayout:
     """Byte offsets of every field in FIELDS, or the fields the BTF lacks."""
@@ -57,7 +69,18 @@ class ExecLayout:
         return not self.missing
 
     def cflags(self) -> list[str]:
-        return [f"-D{name}={offset}" for name, offset in sorted(self.offsets.items())]
+        flags = [f"-D{name}={offset}" for name, offset in sorted(self.offsets.items())]
+        for block, fields in BLOCKS.items():
+            if all(name in self.offsets for name, _ in fields):
+                start = min(self.offsets[name] for name, _ in fields)
+                end = max(self.offsets[name] + size for name, size in fields)
+                aligned = all(self.offsets[name] % 8 == 0 for name, _ in fields)
+                if end - start <= BLOCK_MAX and aligned:
+                    flags += [
+                        f"-D{block}_BLOCK_START={start}",
+                        f"-D{block}_BLOCK_LEN={end - start}",
+                    ]
+        return flags
 
     def offset(self, struct_name: str, member: str) -> int | None:
         for name, field in FIELDS.items():
