@@ -159,14 +159,29 @@ class Engine:
                     "kept the last good version of %s",
                     ", ".join(sorted({str(p.source) for p in kept})),
                 )
-            containers = self._discover() if rediscover else self.containers
+            containers = self._rediscover() if rediscover else self.containers
             enforced = self._try_enforce((*fresh, *kept), containers)
         return enforced and not result.problems
 
     def refresh_containers(self) -> None:
         """Recompiles the current policies against the containers running now."""
         with self._lock:
-            self._try_enforce(self.policies, self._discover())
+            self._try_enforce(self.policies, self._rediscover())
+
+    def _rediscover(self) -> list[Container]:
+        """The containers running now; one whose runtime did not answer keeps what it told before.
+
+        A runtime that times out (podman busy) must not move a placed
+        container to fewer policies: its name, image and labels are not known
+        to have changed.
+        """
+        known = {c.id: c for c in self.containers if c.metadata_known}
+        return [
+            keep_metadata(fresh, known[fresh.id])
+            if not fresh.metadata_known and fresh.id in known
+            else fresh
+            for fresh in self._discover()
+        ]
 
     def _try_enforce(self, policies: tuple[LoadedPolicy, ...], containers: list[Container]) -> bool:
         """`_enforce`, or, when that fails, the maps in force kept and the reason kept."""
@@ -498,6 +513,13 @@ def _policy_status(
         ],
         "unresolved": list(selection.unresolved) if selection else [],
     }
+
+
+def keep_metadata(fresh: Container, before: Container) -> Container:
+    """`fresh` (its cgroups and process now) with the name, image and labels `before` had."""
+    return replace(
+        fresh, name=before.name, image=before.image, labels=before.labels, metadata_known=True
+    )
 
 
 def _views(

@@ -304,11 +304,20 @@ def _in_cgroup(pid: int, cgroup_id: int) -> bool:
 
 
 def _argv(pid: int) -> tuple[str, ...]:
+    """The first arguments, each cut, as the kernel reports them for its own hits.
+
+    A command line can be megabytes long; a denial keeps at most
+    abi.MAX_ARGS arguments of abi.ARG_LEN - 1 bytes each.
+    """
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        with Path(f"/proc/{pid}/cmdline").open("rb") as cmdline:
+            raw = cmdline.read(abi.MAX_ARGS * abi.ARG_LEN * 64)
     except OSError:
         return ()
-    return tuple(arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1])
+    args = raw.split(b"\0")[: abi.MAX_ARGS]
+    if len(args) < abi.MAX_ARGS and raw.endswith(b"\0"):
+        args = args[:-1]  # what follows the last NUL is no argument
+    return tuple(arg[: abi.ARG_LEN - 1].decode(errors="replace") for arg in args)
 
 
 def _comm_and_uid(pid: int) -> tuple[str, int]:
