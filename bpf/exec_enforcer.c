@@ -103,13 +103,8 @@ struct scratch {
     struct walk_state walk;
     u32 walked;            /* path.path holds the file's resolved path */
     char text[LONG_PATH_LEN];
-    char window[NAME_LEN];
-    u32 name_len;          /* of the name in name.name; 0: none looked up yet */
     u64 name_lengths;      /* the caller's set's (cgroup_value.name_lengths) */
-    char comm[COMM_LEN];   /* zero-padded, as bpf_get_current_comm leaves it */
-    u32 comm_len;
-    u32 name_start;        /* the invoked name: window[name_start..name_end) */
-    u32 name_end;
+    u32 key_is_file_name;  /* name.name holds the file's own name (match_file) */
     u8 seen[SEEN_BYTES];   /* one bit per rule id, see add_hit */
 };
 BPF_PERCPU_ARRAY(scratch_space, struct scratch, 1);
@@ -218,44 +213,27 @@ static __always_inline void mark_hits(struct scratch *s, int seen)
     }
 }
 
-/* The basename lookup: `name` is copied into the zeroed name key. A name
- * longer than any policy name can be is not looked up. */
-static __always_inline void lookup_name(struct scratch *s, u32 set_id, const char *name, u32 len)
+/* The basename lookup: `name` is copied into the zeroed name key (returns 1
+ * once it is there). A name longer than any policy name can be is not. */
+static __always_inline int lookup_name(struct scratch *s, u32 set_id, const char *name, u32 len)
 {
-    /* No policy name of the set is that long: no entry can match. */
-    if (!name || len == 0 || len >= NAME_LEN || !(s->name_lengths & (1ULL << len)))
-        return;
+    s->key_is_file_name = 0;
+    if (!name || len == 0 || len >= NAME_LEN)
+        return 0;
     __builtin_memset(s->name.name, 0, NAME_LEN);
     barrier_var(len);
-    bpf_probe_read_kernel(s->name.name, len & (NAME_LEN - 1), name);
-    s->name.set_id = set_id;
-    s->name_len = len;
-    add_hits(s, rule_names.lookup(&s->name));
-}
-
-/* Whether window[start..start+len) is the name the last lookup_name of this
- * exec looked up already (an invocation by the file's own name: no symlink). */
-static __always_inline int looked_up_already(struct scratch *s, u32 start, u32 len)
-{
-    if (len != s->name_len)
+    if (bpf_probe_read_kernel(s->name.name, len & (NAME_LEN - 1), name) != 0)
         return 0;
-#pragma clang loop unroll(disable)
-    for (u32 i = 0; i < NAME_LEN; i++) {
-        if (i >= len)
-            return 1;
-        u32 at = start + i;
-        barrier_var(at);
-        if (s->window[at & (NAME_LEN - 1)] != s->name.name[i & (NAME_LEN - 1)])
-            return 0;
-    }
+    s->name.set_id = set_id;
+    /* No policy name of the set is that long: no entry can match. */
+    if (s->name_lengths & (1ULL << len))
+        add_hits(s, rule_names.lookup(&s->name));
     return 1;
 }
 
 /* The last component of a kernel string (bprm->filename, bprm->interp), looked
  * up as a basename: the name a program was invoked by, as with a
- * `whoami -> busybox` symlink. Only its last NAME_LEN bytes can hold a name
- * short enough to be a policy name: they are copied into a window and
- * scanned back for the '/' at constant indexes. */
+ * `whoami -> busybox` symlink. */
 static __always_inline void lookup_invoked_name(struct scratch *s, u32 set_id, const char *path)
 {
     if (!path)
@@ -263,59 +241,53 @@ static __always_inline void lookup_invoked_name(struct scratch *s, u32 set_id, c
     int len = bpf_probe_read_kernel_str(s->text, LONG_PATH_LEN, path);
     if (len <= 1)
         return;
-    u32 chars = (u32)len - 1;
-    u32 tail = chars < NAME_LEN ? chars : NAME_LEN;
-    u32 from = chars - tail;
-    barrier_var(from);
-    bpf_probe_read_kernel(s->window, NAME_LEN, &s->text[from & (LONG_PATH_LEN - 1)]);
-    int slash = -1;
-#pragma unroll
-    for (int i = NAME_LEN - 1; i >= 0; i--) {
-        if (i >= tail)
-            continue;
-        if (s->window[i] == '/') {
-            slash = i;
+    u32 end = (u32)len - 1;   /* the NUL */
+    u32 start = 0;
+    int found = 0;
+#pragma clang loop unroll(disable)
+    for (u32 i = 1; i <= NAME_LEN; i++) {
+        if (i > end) {
+            found = 1;
+            break;
+        }
+        u32 at = end - i;
+        barrier_var(at);
+        at &= LONG_PATH_LEN - 1;
+        if (s->text[at] == '/') {
+            start = at + 1;
+            found = 1;
             break;
         }
     }
-    if (slash < 0 && chars >= NAME_LEN)
-        return;   /* a last component longer than any policy name */
-    /* Through memory: the verifier then goes on with one state, not one per
-     * place the scan could have stopped at. */
-    s->name_start = (u32)(slash + 1);
-    s->name_end = tail;
-    asm volatile("" ::: "memory");
-    u32 start = s->name_start & (NAME_LEN - 1), end = s->name_end;
-    if (start >= end || end > NAME_LEN || looked_up_already(s, start, end - start))
+    if (!found)
         return;
-    lookup_name(s, set_id, &s->window[start], end - start);
+    barrier_var(start);
+    start &= LONG_PATH_LEN - 1;
+    lookup_name(s, set_id, &s->text[start], end - start);
 }
 
 /* After an exec (not a script's), comm is the basename the program was
- * invoked by, cut to COMM_LEN - 1 bytes (begin_new_exec sets it). Where it
- * is shorter than that, it is the whole invoked name: looked up from there,
- * with no read of the path. Returns 0 when comm may have been cut. */
+ * invoked by, cut to COMM_LEN - 1 bytes (begin_new_exec sets it), and
+ * bpf_get_current_comm leaves it zero-padded. Where its last byte is free it
+ * is the whole invoked name: compared with the file's own name in the key
+ * (no symlink: nothing more to look up) and else looked up as it is, with no
+ * read of the path. Returns 0 when comm may have been cut. */
 static __always_inline int lookup_comm_name(struct scratch *s, u32 set_id)
 {
-    bpf_get_current_comm(s->comm, sizeof(s->comm));
-    u32 len = COMM_LEN - 1;
-#pragma unroll
-    for (u32 i = 0; i < COMM_LEN - 1; i++) {
-        if (s->comm[i] == 0) {
-            len = i;
-            break;
-        }
-    }
-    s->comm_len = len;
-    asm volatile("" ::: "memory");
-    len = s->comm_len;
-    if (len >= COMM_LEN - 1)
-        return 0;
-    /* The file's own name, looked up already: no symlink was involved. */
-    const u64 *comm = (const u64 *)s->comm, *name = (const u64 *)s->name.name;
-    if (len == s->name_len && comm[0] == name[0] && comm[1] == name[1])
+    u64 comm[2] = {};
+    bpf_get_current_comm(comm, sizeof(comm));
+    if (comm[1] >> 56)
+        return 0;   /* 15 bytes: maybe cut */
+    const u64 *key = (const u64 *)s->name.name;
+    if (s->key_is_file_name && comm[0] == key[0] && comm[1] == key[1] && key[2] == 0)
         return 1;
-    lookup_name(s, set_id, s->comm, len);
+    if (!(s->name_lengths & ~1ULL))
+        return 1;   /* the set names nothing */
+    __builtin_memset(s->name.name, 0, NAME_LEN);
+    __builtin_memcpy(s->name.name, comm, sizeof(comm));
+    s->name.set_id = set_id;
+    s->key_is_file_name = 0;
+    add_hits(s, rule_names.lookup(&s->name));
     return 1;
 }
 
@@ -341,7 +313,7 @@ static __always_inline void match_file(struct scratch *s, u32 set_id, u32 flags,
                                        const char *interp, int by_comm)
 {
     if (flags & SET_NAMES) {
-        lookup_name(s, set_id, s->file.name, s->file.name_len);
+        s->key_is_file_name = lookup_name(s, set_id, s->file.name, s->file.name_len);
         if (!(by_comm && lookup_comm_name(s, set_id)))
             lookup_invoked_name(s, set_id, interp);
     }
@@ -696,7 +668,6 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
     const char *filename = fields.filename, *interp = fields.interp;
     int script = interp != filename;
     reset_hits(&s->acc, set_id);
-    s->name_len = 0;
     s->name_lengths = name_lengths;
     read_exec_file(s, fields.file);
     if (script)
@@ -775,7 +746,6 @@ static __always_inline u32 on_pass(void *ctx, const void *bprm)
     struct bprm_fields fields = {};
     read_bprm(&fields, bprm);
     const char *filename = fields.filename, *interp = fields.interp;
-    s->name_len = 0;
     s->name_lengths = name_lengths;
     struct exec_hits *earlier = pass_hits.lookup(&tid);
     if (interp != filename && earlier && earlier->set_id == set_id) {
