@@ -15,7 +15,8 @@ from enforcer import logs, table
 from enforcer.control import DEFAULT_SOCKET, request, stream
 from enforcer.errors import EnforcerError
 from enforcer.kernel import Backend
-from enforcer.policy.loader import load_policies
+from enforcer.policy.capacity import set_problems
+from enforcer.policy.loader import load_policies, printable
 
 WATCH_INTERVAL_S = 1.0
 BACKENDS = click.Choice([b.value for b in Backend])
@@ -125,14 +126,18 @@ def unload(pin_dir: Path) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def check(paths: tuple[Path, ...]) -> None:
-    """Validate policy files or directories; exit 1 listing every problem."""
-    result = load_policies(paths)
+    """Validate policy files or directories; exit 1 listing every problem.
+
+    Besides each file, the policies are checked together: one name per policy, and room in the
+    kernel's maps for all of them in a container they all select.
+    """
+    result = load_policies(paths, check_set=set_problems)
     for problem in result.problems:
         click.echo(str(problem), err=True)
     if not result.ok:
         sys.exit(1)
     for loaded in result.policies:
-        click.echo(f"ok  {loaded.source}:{loaded.line}  {loaded.policy.name}")
+        click.echo(printable(f"ok  {loaded.source}:{loaded.line}  {loaded.policy.name}"))
     click.echo(f"{len(result.policies)} policies valid")
 
 

@@ -141,7 +141,8 @@ class Engine:
         enforced together (the kernel's maps cannot hold them) change
         nothing: the maps in force stay, and `enforce_error` says why.
         """
-        result = self._load()
+        # The policy in force keeps its name; a newcomer reusing it is refused.
+        result = self._load().keeping_names_in_force(self.policies)
         with self._lock:
             self.problems = result.problems
             bad = {problem.file for problem in result.problems}

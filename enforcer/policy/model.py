@@ -12,7 +12,7 @@ travels in the error's context and the loader appends it (see `LOCATED_ERROR_TYP
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
@@ -23,12 +23,14 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from enforcer import abi
 from enforcer.policy.images import check_image_pattern
 
 # Sizes the kernel side keys on (bpf/enforcer.h); all counted in UTF-8 bytes.
@@ -41,6 +43,15 @@ MAX_DIR_BYTES = PATH_LEN - 3
 
 MAX_LABEL_LEN = 63
 MAX_CONTAINER_ID_LEN = 128
+
+# Entries one rule may list, bounded by the kernel maps: rule entries get half of each map, the
+# other half holds the old set while the kernel switches to a new one (see compiler
+# `_check_capacity`). Paths and dirs share one map. What all policies together need is checked
+# by `enforcer check` (enforcer.policy.capacity).
+MAX_NAMES_PER_RULE = abi.MAX_NAME_ENTRIES // 2
+MAX_PATHS_PER_RULE = abi.MAX_PATH_ENTRIES // 2
+# Namespace inode numbers are unsigned 32-bit in the kernel (struct ns_common.inum).
+MAX_NAMESPACE_INODE = 0xFFFFFFFF
 
 # The pydantic error type of `located_error`; its context carries "message" and "loc".
 LOCATED_ERROR_TYPE = "enforcer_located"
@@ -79,6 +90,32 @@ class RuleAction(StrEnum):
     AUDIT = "audit"
 
 
+def _check_text(value: str) -> str:
+    """Refuse what no kernel key, log line or metric label can carry: NULs and lone surrogates.
+
+    A YAML file is read as UTF-8, but a double-quoted escape such as "\\ud800" makes a lone
+    UTF-16 surrogate, which has no UTF-8 encoding.
+    """
+    if "\0" in value:
+        raise ValueError(f"{value!r} contains a NUL character; remove it")
+    surrogate = _first_surrogate(value)
+    if surrogate is not None:
+        raise ValueError(
+            f"{value!r} contains {surrogate!r}, a lone UTF-16 surrogate, which has no UTF-8 "
+            "encoding: write the character itself, or escape it whole as \\U0001F600 rather "
+            "than as a pair of \\u escapes"
+        )
+    return value
+
+
+def _first_surrogate(value: str) -> str | None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return value[e.start]
+    return None
+
+
 def _check_label(value: str) -> str:
     if len(value) > MAX_LABEL_LEN or not _LABEL_RE.fullmatch(value):
         raise ValueError(
@@ -89,7 +126,7 @@ def _check_label(value: str) -> str:
 
 
 def _utf8_len(value: str) -> int:
-    return len(value.encode("utf-8", errors="surrogatepass"))
+    return len(value.encode("utf-8"))  # after _check_text: no surrogates
 
 
 def _check_basename(value: str) -> str:
@@ -100,8 +137,6 @@ def _check_basename(value: str) -> str:
             f"{value!r} contains '/': names are basenames such as 'nc'; "
             "put a full path under 'paths' or a directory under 'dirs'"
         )
-    if "\0" in value:
-        raise ValueError("a name cannot contain a NUL character")
     if _utf8_len(value) > MAX_NAME_BYTES:
         raise ValueError(
             f"{value!r} is {_utf8_len(value)} bytes long: names may be at most {MAX_NAME_BYTES} "
@@ -114,8 +149,6 @@ def _check_basename(value: str) -> str:
 def _check_absolute(value: str, kind: str) -> None:
     if not value.startswith("/"):
         raise ValueError(f"{value!r} is not absolute: {kind} must start with '/'")
-    if "\0" in value:
-        raise ValueError(f"{kind} cannot contain a NUL character")
     parts = value.rstrip("/").split("/")[1:]
     if any(part in ("", ".", "..") for part in parts):
         raise ValueError(
@@ -189,13 +222,17 @@ def _check_pid_namespace(value: object) -> int:
 
 def _check_namespace_inode(value: object, kind: str) -> int:
     # bool is an int to Python, and pydantic's lax int would take "12": both are mistakes here.
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 < value <= MAX_NAMESPACE_INODE
+    ):
         shown = str(value).lower() if isinstance(value, bool) else repr(value)
         unquote = " without quotes" if isinstance(value, str) and value.isdigit() else ""
         raise ValueError(
-            f"{shown} is not a {kind} namespace: give its inode number{unquote}, a positive "
-            f"integer such as 4026532198, as `lsns -t {kind}` or `ls -Li /proc/PID/ns/{kind}` "
-            "shows it"
+            f"{shown} is not a {kind} namespace: give its inode number{unquote}, an integer "
+            f"from 1 to {MAX_NAMESPACE_INODE} such as 4026532198, as `lsns -t {kind}` or "
+            f"`ls -Li /proc/PID/ns/{kind}` shows it"
         )
     return value
 
@@ -226,13 +263,15 @@ def _reject_duplicates(items: tuple[Hashable, ...], what: str) -> None:
         seen.add(item)
 
 
-PolicyName = Annotated[str, AfterValidator(_check_label)]
-ProgramName = Annotated[str, AfterValidator(_check_basename)]
-ProgramPath = Annotated[str, AfterValidator(_check_path)]
-ProgramDir = Annotated[str, AfterValidator(_normalise_dir)]
-ContainerId = Annotated[str, AfterValidator(_check_container_id)]
-ContainerNamePattern = Annotated[str, AfterValidator(_check_container_name)]
-ImagePattern = Annotated[str, AfterValidator(check_image_pattern)]
+# Every string of a policy is a Text first: the checks below may then count UTF-8 bytes.
+Text = Annotated[str, AfterValidator(_check_text)]
+PolicyName = Annotated[Text, AfterValidator(_check_label)]
+ProgramName = Annotated[Text, AfterValidator(_check_basename)]
+ProgramPath = Annotated[Text, AfterValidator(_check_path)]
+ProgramDir = Annotated[Text, AfterValidator(_normalise_dir)]
+ContainerId = Annotated[Text, AfterValidator(_check_container_id)]
+ContainerNamePattern = Annotated[Text, AfterValidator(_check_container_name)]
+ImagePattern = Annotated[Text, AfterValidator(check_image_pattern)]
 PidNamespace = Annotated[int, PlainValidator(_check_pid_namespace)]
 # An int is an inode number, a string a name from /run/netns (so a quoted number is a name).
 NetNamespace = Annotated[int | str, PlainValidator(_check_net_namespace)]
@@ -263,7 +302,7 @@ class Labels(Mapping[str, str]):
 
 
 LabelMap = Annotated[
-    Mapping[str, str], AfterValidator(Labels), PlainSerializer(dict, return_type=dict[str, str])
+    Mapping[Text, Text], AfterValidator(Labels), PlainSerializer(dict, return_type=dict[str, str])
 ]
 
 
@@ -276,11 +315,29 @@ class Match(BaseModel):
     paths: tuple[ProgramPath, ...] = ()
     dirs: tuple[ProgramDir, ...] = ()
 
+    @field_validator("names", "paths", "dirs", mode="before")
+    @classmethod
+    def _within_the_maps(cls, value: object, info: ValidationInfo) -> object:
+        # Before the items are validated: a list far too long is refused at once.
+        field = info.field_name or "the list"
+        limit = MAX_NAMES_PER_RULE if field == "names" else MAX_PATHS_PER_RULE
+        if isinstance(value, Sequence) and not isinstance(value, str) and len(value) > limit:
+            raise ValueError(_too_many(len(value), field, limit))
+        return value
+
     @field_validator("names", "paths", "dirs")
     @classmethod
     def _unique(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         _reject_duplicates(value, info.field_name or "the list")
         return value
+
+    @model_validator(mode="after")
+    def _paths_and_dirs_fit(self) -> Self:
+        if len(self.paths) + len(self.dirs) > MAX_PATHS_PER_RULE:
+            # Both go in the kernel's path map.
+            count = len(self.paths) + len(self.dirs)
+            raise ValueError(_too_many(count, "paths and dirs together", MAX_PATHS_PER_RULE))
+        return self
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:
@@ -295,6 +352,19 @@ class Match(BaseModel):
     def is_empty(self) -> bool:
         """True when no names, paths or dirs are given, so the match could never hit."""
         return not (self.names or self.paths or self.dirs)
+
+
+def _too_many(count: int, what: str, limit: int) -> str:
+    instead = (
+        "match the programs by the directories they are in, under 'dirs'"
+        if what == "names"
+        else "match a common parent under 'dirs' instead"
+    )
+    return (
+        f"{count} {what} in one rule: a rule may list at most {limit}, half of the kernel map "
+        f"they go in (the other half holds the old entries while a new policy set takes over); "
+        + instead
+    )
 
 
 class Rule(BaseModel):
@@ -350,6 +420,10 @@ class ContainerSelector(BaseModel):
                     raise located_error(
                         f"label key {key!r} must be a string; put quotes around it", key
                     )
+                try:
+                    _check_text(key)
+                except ValueError as e:
+                    raise located_error(f"label key {e}", key) from None
         return value
 
     @field_validator("labels")
@@ -445,8 +519,9 @@ class Selector(BaseModel):
 
     containers: ContainerSelector | None = None
     namespaces: NamespaceSelector | None = None
-    host: bool = False
-    all_containers: bool = Field(default=False, alias="allContainers")
+    # Strict: pydantic would otherwise take "yes", "on", 1 or "true" (quoted) for true.
+    host: StrictBool = False
+    all_containers: StrictBool = Field(default=False, alias="allContainers")
 
     @model_validator(mode="after")
     def _selects_something(self) -> Self:
@@ -513,6 +588,29 @@ class Metadata(BaseModel):
     name: PolicyName
 
 
+Loc = tuple[str | int, ...]
+
+
+def _bad_key(data: object, loc: Loc) -> tuple[Loc, str] | None:
+    """The location of the first mapping key, at any depth, that is not valid text, and why."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if not isinstance(key, str | int):
+                continue  # reported by the field, if anywhere (e.g. a label key)
+            if isinstance(key, str):
+                try:
+                    _check_text(key)
+                except ValueError as e:
+                    return (*loc, key), f"key {e}"
+            if (found := _bad_key(value, (*loc, key))) is not None:
+                return found
+    elif isinstance(data, list | tuple):
+        for index, item in enumerate(data):
+            if (found := _bad_key(item, (*loc, index))) is not None:
+                return found
+    return None
+
+
 class ExecPolicy(BaseModel):
     """One policy document: `apiVersion: enforcer/v1`, `kind: ExecPolicy`."""
 
@@ -522,6 +620,16 @@ class ExecPolicy(BaseModel):
     kind: Literal["ExecPolicy"]
     metadata: Metadata
     spec: Spec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_are_text(cls, data: object) -> object:
+        # Values are checked by their fields; a key that is no field would only be reported as
+        # unknown, but pydantic cannot even name one holding a lone surrogate.
+        if (found := _bad_key(data, ())) is not None:
+            loc, message = found
+            raise located_error(message, *loc)
+        return data
 
     @property
     def name(self) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from enforcer import abi
 
 CHECK_TIMEOUT_S = 60.0
 
@@ -192,3 +195,63 @@ def test_nonexistent_path_fails_even_beside_valid_files(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert f"{missing}: no such file or directory" in result.stderr
+
+
+def test_an_alias_bomb_fails_within_a_second_naming_the_file(tmp_path: Path) -> None:
+    file = tmp_path / "bomb.yaml"
+    lines = [f"l0: &l0 [{', '.join(['lol'] * 9)}]"]
+    lines += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 9)]
+    file.write_text("\n".join(lines) + "\n" + policy(lines={14: "        names: *l8"}))
+
+    started = time.monotonic()
+    result = check(file)
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 1
+    assert elapsed < 1.0, f"enforcer check took {elapsed:.2f} s"
+    message = problem_line(result.stderr, file, 6, "l5")
+    assert "a policy file may hold at most 131072 nodes and 1048576 bytes (1 MiB)" in message
+
+
+@pytest.mark.parametrize("value", ['"yes"', "yes", "1", "on"])
+def test_a_boolean_written_otherwise_than_true_or_false_fails(tmp_path: Path, value: str) -> None:
+    file = tmp_path / "host.yaml"
+    file.write_text(policy(lines={8: f"    host: {value}", 9: "#"}))
+
+    result = check(file)
+
+    assert result.returncode == 1
+    message = problem_line(result.stderr, file, 8, "spec.selector.host")
+    assert "write true or false, without quotes" in message
+
+
+def test_a_lone_surrogate_fails_check_instead_of_the_map_writer(tmp_path: Path) -> None:
+    file = tmp_path / "surrogate.yaml"
+    file.write_text(policy(lines={14: '        names: [whoami, "x\\ud800"]'}))
+
+    result = check(file)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    message = problem_line(result.stderr, file, 14, "spec.rules[0].match.names[1]")
+    assert "'x\\ud800' contains '\\ud800', a lone UTF-16 surrogate" in message
+
+
+def test_policies_that_overflow_the_kernel_maps_together_fail(tmp_path: Path) -> None:
+    # Each fits alone; both, in a container they both select, need more names than the map
+    # holds (half of abi.MAX_NAME_ENTRIES).
+    room = abi.MAX_NAME_ENTRIES // 2
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    for file, prefix, count in ((first, "a", room // 2 + 1), (second, "b", room // 2)):
+        names = ", ".join(f"{prefix}{i}" for i in range(count))
+        file.write_text(
+            policy(prefix, {8: "    allContainers: true", 9: "#", 14: f"        names: [{names}]"})
+        )
+
+    result = check(tmp_path)
+
+    assert result.returncode == 1
+    message = problem_line(result.stderr, second, 14, "spec.rules[0].match.names")
+    assert f"{room + 1} program names (per distinct set of policies) exceed" in message
+    assert "together with those read before it (a)" in message
+    assert len(result.stderr.splitlines()) == 1, result.stderr

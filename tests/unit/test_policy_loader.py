@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from enforcer.policy import (
     load_policies_or_raise,
     load_policy_text,
 )
+from enforcer.policy.loader import MAX_FILE_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
 
 SOURCE = Path("policies/no-recon.yaml")
 
@@ -369,3 +371,212 @@ def test_control_character_is_a_yaml_error() -> None:
     problem = only_problem("apiVersion: enforcer/v1\nkind: \x07\n")
     assert problem.line == 2
     assert "character '\\x07' is not allowed" in problem.message
+
+
+# --- What one file may cost to read -------------------------------------------------------------
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A valid policy whose names are an alias nested `levels` deep: 9**levels names."""
+    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels):
+        lines.append(f"lol{level}: &lol{level} [" + ", ".join([f"*lol{level - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n" + edited({14: f"        names: *lol{levels - 1}"})
+
+
+def test_an_alias_bomb_is_refused_at_once_naming_the_limits() -> None:
+    text = billion_laughs()  # 387 million names once its aliases are expanded
+    started = time.monotonic()
+    problem = only_problem(text)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    # The first anchor past the bound is blamed, where it is defined.
+    assert (problem.file, problem.line, problem.field) == (SOURCE, 6, "lol5")
+    assert problem.message == (
+        "YAML error: '&lol5' makes 597871 YAML nodes once every alias in it is counted as the "
+        f"nodes it repeats; a policy file may hold at most {MAX_YAML_NODES} nodes and "
+        f"{MAX_FILE_BYTES} bytes (1 MiB): write the lists out rather than nesting aliases "
+        "(*name) of aliases"
+    )
+
+
+def test_an_alias_bomb_through_merge_keys_is_refused() -> None:
+    lines = ["m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9}"]
+    for level in range(1, 9):
+        lines.append(f"m{level}: &m{level} [" + ", ".join([f"*m{level - 1}"] * 9) + "]")
+    text = "\n".join(lines) + "\nspec:\n  <<: *m8\n"
+    problem = only_problem(text)
+    assert "YAML nodes once every alias in it is counted" in problem.message
+
+
+def test_aliases_that_stay_small_are_fine() -> None:
+    text = edited(
+        {14: "        names: &tools [whoami, id]"},
+        extra="    - name: again\n      action: audit\n      match: {names: *tools}\n",
+    )
+    result = load_policy_text(text, SOURCE)
+    assert result.ok, [str(p) for p in result.problems]
+    assert [r.match.names for r in result.policies[0].policy.spec.rules] == [("whoami", "id")] * 2
+
+
+def test_a_recursive_alias_is_refused() -> None:
+    problem = only_problem(edited({14: "        names: &loop [nc, *loop]"}))
+    assert (problem.line, problem.field) == (14, "spec.rules[0].match.names[1]")
+    assert "'&loop' contains an alias of itself" in problem.message
+
+
+def test_documents_share_the_node_budget_of_their_file() -> None:
+    # Each document is small, and makes 10014 nodes: 14 documents make more than the bound.
+    one = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: [" + ", ".join(["*a"] * 1000) + "]\n"
+    documents = MAX_YAML_NODES // 10014 + 1
+    problems = load_policy_text("---\n".join([one] * documents), SOURCE).problems
+    assert "with the documents before it, this file holds more than" in problems[-1].message
+    assert problems[-1].line == 3 * (documents - 1) + 2  # the list of the last document
+
+
+def test_nesting_deeper_than_a_policy_needs_is_refused() -> None:
+    problem = only_problem("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert problem.line == 1
+    assert f"nested more than {MAX_YAML_DEPTH} levels deep" in problem.message
+
+
+def test_a_file_larger_than_the_bound_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(VALID + "#" * MAX_FILE_BYTES + "\n")
+    [problem] = load_policies([big]).problems
+    assert str(problem) == (
+        f"{big}: larger than {MAX_FILE_BYTES} bytes (1 MiB), the most a policy file may hold; "
+        "split its policies into several files"
+    )
+    assert not load_policy_text(VALID + "#" * MAX_FILE_BYTES, SOURCE).ok
+
+
+def test_a_file_of_exactly_the_bound_is_read(tmp_path: Path) -> None:
+    file = tmp_path / "full.yaml"
+    file.write_text(VALID + "#" * (MAX_FILE_BYTES - len(VALID) - 1) + "\n")
+    assert file.stat().st_size == MAX_FILE_BYTES
+    assert load_policies([file]).ok
+
+
+def test_a_named_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "policy.yaml"
+    os.mkfifo(fifo)
+    [problem] = load_policies([fifo]).problems
+    assert problem.message == "not a regular file: name a policy file or directory"
+
+
+@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!binary", "!custom"])
+def test_a_yaml_tag_that_means_nothing_here_is_refused(tag: str) -> None:
+    problem = only_problem(edited({14: f"        names: {tag} [id]"}))
+    assert (problem.line, problem.field) == (14, "spec.rules[0].match.names")
+    assert f"the tag '{tag}' means nothing in a policy" in problem.message
+
+
+def test_yaml_core_tags_are_fine() -> None:
+    assert load_policy_text(edited({14: "        names: !!seq [!!str 123]"}), SOURCE).ok
+
+
+def test_a_document_that_is_a_plain_value_has_a_line() -> None:
+    problem = only_problem("---\n# a comment\njust text\n")
+    assert problem.line == 3
+    assert "not a string" in problem.message
+
+
+# --- Strict booleans, and what the kernel cannot encode -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [('"yes"', "a string ('yes')"), ("yes", "a string ('yes')"), ("1", "a number (1)")],
+)
+def test_a_boolean_takes_only_true_or_false(value: str, shown: str) -> None:
+    problem = only_problem(edited({8: f"    host: {value}", 9: "#"}))
+    assert (problem.line, problem.field) == (8, "spec.selector.host")
+    assert problem.message == (
+        f"must be true or false, not {shown}: write true or false, without quotes"
+    )
+
+
+def test_a_lone_surrogate_is_refused_and_printable() -> None:
+    problem = only_problem(edited({14: '        names: [id, "x\\ud800"]'}))
+    assert (problem.line, problem.field) == (14, "spec.rules[0].match.names[1]")
+    assert "lone UTF-16 surrogate" in problem.message
+    shown = str(problem)
+    shown.encode("utf-8")  # printing it cannot fail
+    assert "\\ud800" in shown
+
+
+def test_a_key_with_a_lone_surrogate_is_located() -> None:
+    problem = only_problem(edited({12: '      "act\\udc00ion": kill'}))
+    assert (problem.line, problem.field) == (12, "spec.rules[0].act\udc00ion")
+    assert "\\udc00" in str(problem)
+
+
+# --- A reused policy name: the policy read first, or the one in force, keeps it ------------------
+
+
+def test_a_newcomer_that_sorts_first_is_refused_against_the_policy_in_force(
+    tmp_path: Path,
+) -> None:
+    held = tmp_path / "b.yaml"
+    held.write_text(VALID)
+    [in_force] = load_policies([tmp_path]).policies
+    newcomer = tmp_path / "a.yaml"
+    newcomer.write_text(VALID)
+
+    result = load_policies([tmp_path]).keeping_names_in_force([in_force])
+
+    assert [p.source for p in result.policies] == [held]
+    [problem] = result.problems
+    assert (problem.file, problem.line, problem.field) == (newcomer, 4, "metadata.name")
+    assert f"already defined at {held}:4 (the one in force)" in problem.message
+
+
+def test_a_newcomer_cannot_take_the_name_of_a_policy_whose_file_broke(tmp_path: Path) -> None:
+    held = tmp_path / "b.yaml"
+    held.write_text(VALID)
+    [in_force] = load_policies([tmp_path]).policies
+    held.write_text(edited({12: "      action: block"}))  # in force stays its last good version
+    newcomer = tmp_path / "a.yaml"
+    newcomer.write_text(VALID)
+
+    result = load_policies([tmp_path]).keeping_names_in_force([in_force])
+
+    assert result.policies == ()
+    assert {(p.file, p.field) for p in result.problems} == {
+        (held, "spec.rules[0].action"),
+        (newcomer, "metadata.name"),
+    }
+    [clash] = [p for p in result.problems if p.file == newcomer]
+    assert f"held by the policy in force from {held}" in clash.message
+
+
+def test_a_name_its_file_gave_up_is_free(tmp_path: Path) -> None:
+    held = tmp_path / "b.yaml"
+    held.write_text(VALID)
+    [in_force] = load_policies([tmp_path]).policies
+    held.write_text(policy_named("renamed"))
+    newcomer = tmp_path / "a.yaml"
+    newcomer.write_text(VALID)
+
+    result = load_policies([tmp_path]).keeping_names_in_force([in_force])
+
+    assert result.ok
+    assert [(p.policy.name, p.source) for p in result.policies] == [
+        ("no-recon", newcomer),
+        ("renamed", held),
+    ]
+
+
+def test_without_policies_in_force_the_file_read_first_keeps_the_name(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(VALID)
+    (tmp_path / "b.yaml").write_text(VALID)
+    result = load_policies([tmp_path])
+    assert result.keeping_names_in_force([]) == result
+    assert [p.source.name for p in result.policies] == ["a.yaml"]
+    assert [p.file.name for p in result.problems] == ["b.yaml"]
+
+
+def test_a_result_not_made_by_the_loader_is_kept_as_it_is() -> None:
+    result = LoadResult(policies=(), problems=())
+    assert result.keeping_names_in_force([]) is result

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from enforcer import abi
 from enforcer.policy import (
     ContainerSelector,
     ExecPolicy,
@@ -234,3 +235,137 @@ def test_labels_are_read_only_hashable_and_equal_whatever_their_order() -> None:
         "team": "blue",
         "app": "web",
     }
+
+
+# --- Booleans and numbers are strict ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["host", "allContainers"])
+@pytest.mark.parametrize("value", ["yes", "true", "on", "1", 1, 0, "false", None])
+def test_booleans_take_only_true_and_false(key: str, value: object) -> None:
+    [(loc, message)] = validation_errors(policy_data(selector={key: value}))
+    assert loc == ("spec", "selector", key)
+    assert "valid boolean" in message
+
+
+@pytest.mark.parametrize("value", ["4026532198", 4026532198.0, True, 0, -1, 2**32])
+def test_namespace_inodes_take_only_32_bit_positive_integers(value: object) -> None:
+    [(loc, message)] = validation_errors(policy_data(selector={"namespaces": {"pid": [value]}}))
+    assert loc == ("spec", "selector", "namespaces", "pid", 0)
+    assert "from 1 to 4294967295" in message
+
+
+def test_the_largest_namespace_inode_is_accepted() -> None:
+    ExecPolicy.model_validate(policy_data(selector={"namespaces": {"pid": [2**32 - 1]}}))
+
+
+# --- What the kernel keys and metric labels cannot carry ---------------------------------------
+
+SURROGATE = "x\ud800"
+
+
+@pytest.mark.parametrize(
+    ("data", "loc"),
+    [
+        (policy_data({"names": [SURROGATE]}), ("spec", "rules", 0, "match", "names", 0)),
+        (policy_data({"paths": ["/" + SURROGATE]}), ("spec", "rules", 0, "match", "paths", 0)),
+        (policy_data({"dirs": ["/" + SURROGATE]}), ("spec", "rules", 0, "match", "dirs", 0)),
+        (
+            policy_data(selector={"containers": {"names": [SURROGATE]}}),
+            ("spec", "selector", "containers", "names", 0),
+        ),
+        (
+            policy_data(selector={"containers": {"images": [SURROGATE]}}),
+            ("spec", "selector", "containers", "images", 0),
+        ),
+        (
+            policy_data(selector={"containers": {"labels": {"team": SURROGATE}}}),
+            ("spec", "selector", "containers", "labels", "team"),
+        ),
+        (
+            policy_data(selector={"containers": {"labels": {SURROGATE: "blue"}}}),
+            ("spec", "selector", "containers", "labels", SURROGATE),
+        ),
+    ],
+)
+def test_a_lone_surrogate_is_refused_where_it_is(
+    data: dict[str, Any], loc: tuple[str | int, ...]
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        ExecPolicy.model_validate(data)
+    [error] = info.value.errors()
+    assert tuple(error["loc"]) + tuple((error.get("ctx") or {}).get("loc", ())) == loc
+    assert "lone UTF-16 surrogate" in str(error["msg"]) + str(error.get("ctx"))
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("metadata", {"name": SURROGATE}), ("rule", {"name": SURROGATE, "match": {"names": ["a"]}})],
+)
+def test_names_that_become_labels_refuse_surrogates(where: str, value: dict[str, Any]) -> None:
+    data = policy_data()
+    if where == "metadata":
+        data["metadata"] = value
+    else:
+        data["spec"]["rules"] = [value]
+    [(_, message)] = validation_errors(data)
+    assert "lone UTF-16 surrogate" in message
+
+
+def test_every_accepted_string_encodes_as_utf8() -> None:
+    # What the map writer does with each key: it must not raise.
+    policy = ExecPolicy.model_validate(
+        policy_data({"names": ["é" * 31 + "n"], "paths": ["/opt/ünï/x"], "dirs": ["/tmp/日本"]})
+    )
+    match = policy.spec.rules[0].match
+    for value in (*match.names, *match.paths, *match.dirs, policy.name):
+        value.encode("utf-8")
+
+
+def test_a_key_with_a_surrogate_is_named_not_crashed_on() -> None:
+    data = policy_data()
+    data["spec"][SURROGATE] = 1
+    [(_, message)] = validation_errors(data)
+    assert "lone UTF-16 surrogate" in message
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        {"containers": {"names": ["a\0b"]}},
+        {"containers": {"images": ["nginx\0"]}},
+        {"containers": {"labels": {"team": "a\0b"}}},
+        {"containers": {"labels": {"te\0am": "blue"}}},
+    ],
+)
+def test_nul_is_refused_in_selectors_too(selector: dict[str, Any]) -> None:
+    [(_, message)] = validation_errors(policy_data(selector=selector))
+    assert "NUL" in message
+
+
+# --- What one rule may list: half of the kernel map its entries go in ---------------------------
+
+
+@pytest.mark.parametrize(("field", "prefix"), [("names", "n"), ("paths", "/p"), ("dirs", "/d")])
+def test_a_rule_may_fill_half_a_map_but_not_more(field: str, prefix: str) -> None:
+    room = (abi.MAX_NAME_ENTRIES if field == "names" else abi.MAX_PATH_ENTRIES) // 2
+    ExecPolicy.model_validate(policy_data({field: [f"{prefix}{i}" for i in range(room)]}))
+    [(loc, message)] = validation_errors(
+        policy_data({field: [f"{prefix}{i}" for i in range(room + 1)]})
+    )
+    assert loc == ("spec", "rules", 0, "match", field)
+    assert f"{room + 1} {field} in one rule: a rule may list at most {room}" in message
+
+
+def test_paths_and_dirs_of_a_rule_share_their_map() -> None:
+    half = abi.MAX_PATH_ENTRIES // 4
+    [(loc, message)] = validation_errors(
+        policy_data(
+            {
+                "paths": [f"/p{i}" for i in range(half + 1)],
+                "dirs": [f"/d{i}" for i in range(half)],
+            }
+        )
+    )
+    assert loc == ("spec", "rules", 0, "match")
+    assert "paths and dirs together in one rule" in message
