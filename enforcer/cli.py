@@ -228,6 +228,24 @@ def _container_label(container_id: str, name: str) -> str:
 @main.command()
 @json_option
 @socket_option
+def containers(as_json: bool, socket_path: Path) -> None:
+    """The containers the daemon sees, and the policies that select each."""
+    found = _ask(socket_path, "containers")["containers"]
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    rows = [
+        [c["id"][:12], c["name"] or "-", c["image"] or "-", c["runtime"],
+         c["cgroup_id"] if c["cgroup_id"] is not None else "-", ", ".join(c["policies"]) or "-"]
+        for c in found
+    ]  # fmt: skip
+    header = ["CONTAINER", "NAME", "IMAGE", "RUNTIME", "CGROUP", "POLICIES"]
+    click.echo(table.render(header, rows))
+
+
+@main.command()
+@json_option
+@socket_option
 def status(as_json: bool, socket_path: Path) -> None:
     """Backend, kernel, policies and selected containers; exit 0 only when enforcing."""
     result = _ask(socket_path, "status")

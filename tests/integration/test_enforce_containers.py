@@ -192,6 +192,19 @@ def test_audit_rule_in_enforce_policy_lets_run(
     assert counts(daemon, "no-recon", "listing", a.id) == (0, 1)
 
 
+def test_cli_containers_lists_each_with_the_policies_that_select_it(
+    daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
+) -> None:
+    a, b = containers
+    listed = daemon.cli("containers", "--json")
+    assert listed.returncode == 0, listed.stderr
+    by_id = {c["id"]: c for c in json.loads(listed.stdout)}
+    assert (by_id[a.id]["policies"], by_id[b.id]["policies"]) == (["no-recon"], ["watch-b"])
+    assert by_id[a.id]["runtime"] == "runc" and by_id[a.id]["cgroup_id"] is not None
+    printed = daemon.cli("containers").stdout
+    assert printed.startswith("CONTAINER") and f"{a.id[:12]}" in printed and "no-recon" in printed
+
+
 def test_cli_status_and_stats(
     daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
 ) -> None:
