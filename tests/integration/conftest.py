@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,18 @@ class RunningDaemon:
 
     def ask(self, command: str) -> Any:
         return request(self.socket, command)
+
+    def wait_for_status(
+        self, done: Callable[[dict[str, Any]], bool], timeout_s: float
+    ) -> dict[str, Any]:
+        """The first `status` for which `done` holds; fails the test after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status: dict[str, Any] = self.ask("status")
+            if done(status):
+                return status
+            time.sleep(0.05)
+        raise AssertionError(f"no such status within {timeout_s} s: {self.ask('status')}")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "enforcer", *args, "--socket", str(self.socket)]

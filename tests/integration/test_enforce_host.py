@@ -9,7 +9,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,13 +42,7 @@ def run_marker(program: Path, marker: Path) -> int:
 
 
 def wait_for(daemon: RunningDaemon, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    deadline = time.monotonic() + RELOAD_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status: dict[str, Any] = daemon.ask("status")
-        if done(status):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"daemon did not reload within {RELOAD_TIMEOUT_S} s")
+    return daemon.wait_for_status(done, RELOAD_TIMEOUT_S)
 
 
 def host_counts(daemon: RunningDaemon) -> tuple[int, int]:

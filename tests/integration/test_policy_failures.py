@@ -60,13 +60,7 @@ def rule_counts(daemon: RunningDaemon) -> dict[tuple[str, str], int]:
 
 
 def wait_for(daemon: RunningDaemon, done: Any) -> dict[str, Any]:
-    deadline = time.monotonic() + RELOAD_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status: dict[str, Any] = daemon.ask("status")
-        if done(status):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"no such status within {RELOAD_TIMEOUT_S} s: {daemon.ask('status')}")
+    return daemon.wait_for_status(done, RELOAD_TIMEOUT_S)
 
 
 def killed(program: Path, tmp_path: Path) -> bool:
