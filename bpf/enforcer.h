@@ -63,6 +63,20 @@ enum action {
 #define LIVE_UNHELD 2
 #define LIVE_SLOTS 3
 
+/* Slots of the full_maps array: writes that found their map full. Each is
+ * counted and reported (enforcer status, metrics); none fails open. */
+/* a new cgroup got no cgroup_sets entry: from then on an exec in a cgroup
+ * without one takes its nearest ancestor's (MAX_CGROUP_LEVELS deep) */
+#define FULL_CGROUPS 0
+/* an exec could not be parked in held: its event (EXEC_UNSTORED) carries it */
+#define FULL_HELD 1
+/* a hit could not be counted: counters had no room for its key */
+#define FULL_COUNTERS 2
+/* neither held nor the event buffer had room: the exec ran unheld */
+#define HELD_LOST 3
+#define FULL_SLOTS 4
+#define MAX_CGROUP_LEVELS 32
+
 /* cgroup_sets value of a cgroup created while enforcer runs and not yet
  * classified by userspace (0xFFFFFFFF): its execs are held with SIGSTOP until
  * userspace decides, so a new container's entrypoint cannot slip through. */
@@ -145,8 +159,13 @@ struct counter_key {
     u16 policy_id;
     u16 rule_id;
     u16 target_id;
-    u16 action;
+    u16 action;        /* enum action, | COUNTED_BY_DAEMON */
 };
+
+/* counter_key.action bit of the hits the daemon decides (held execs). The
+ * kernel never writes such a key, so the daemon's read-then-write of it races
+ * no increment of the kernel's; readers add the two rows up. */
+#define COUNTED_BY_DAEMON 256
 
 enum event_kind {
     EVENT_MATCH = 1,     /* a rule matched; hit says which and what was done */
@@ -160,6 +179,7 @@ enum event_kind {
 #define EXEC_PATH_CUT 1    /* the walk was cut: path holds what was reached */
 #define EXEC_SCRIPT 2      /* a #! script or binfmt_misc: invoked is the script */
 #define EXEC_FILE_UNREAD 4 /* the file could not be read at all */
+#define EXEC_UNSTORED 8    /* EVENT_HELD: held had no room, this event is the only record */
 
 /* The held map's pin name: it changes with struct held_exec's layout (see
  * enforcer/pins.py, which lets go of what an older layout still holds). */

@@ -51,6 +51,7 @@
 #define SIGKILL 9
 #define SIGSTOP 19
 #define EPERM 1
+#define EEXIST 17
 
 /* What the hook does to the exec once every hit is counted and reported. */
 #define VERDICT_KILL 1
@@ -90,6 +91,9 @@ BPF_PERCPU_ARRAY(exec_total, u64, 1);
 BPF_PERCPU_ARRAY(event_drops, u64, 1);
 /* bpf_send_signal calls that failed (e.g. -EBUSY), by signal: 0 kill, 1 stop. */
 BPF_PERCPU_ARRAY(signal_errors, u64, 2);
+/* Writes that found their map full, by FULL_* slot. Not per CPU: an exec
+ * in a cgroup with no entry reads FULL_CGROUPS, whichever CPU counted it. */
+BPF_ARRAY(full_maps, u64, FULL_SLOTS);
 
 #define SEEN_BYTES 8192
 
@@ -134,7 +138,12 @@ static __always_inline void count_hit(u64 cgroup_id, const struct hit *hit)
     };
     u64 zero = 0;
     u64 *value = counters.lookup_or_try_init(&key, &zero);
-    bump(value);
+    if (value) {
+        bump(value);
+    } else {
+        int slot = FULL_COUNTERS;
+        bump(full_maps.lookup(&slot));
+    }
 }
 
 /* The verdict one hit asks for, and (for the counters and events) the action
@@ -469,8 +478,9 @@ static __always_inline void copy_args(struct event *event, char *tmp, int after_
 #endif
 }
 
-static __always_inline void submit(void *ctx, u64 cgroup_id, u32 kind, const struct hit *hit,
-                                   struct scratch *s, const char *invoked, int after_exec)
+/* Returns 1 if the event was sent, 0 if the buffer had no room (counted). */
+static __always_inline int submit(void *ctx, u64 cgroup_id, u32 kind, const struct hit *hit,
+                                  struct scratch *s, const char *invoked, int after_exec)
 {
     int zero = 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -481,7 +491,7 @@ static __always_inline void submit(void *ctx, u64 cgroup_id, u32 kind, const str
 #endif
     if (!event) {
         bump(event_drops.lookup(&zero));
-        return;
+        return 0;
     }
     event->timestamp_ns = bpf_ktime_get_boot_ns();
     event->cgroup_id = cgroup_id;
@@ -505,11 +515,14 @@ static __always_inline void submit(void *ctx, u64 cgroup_id, u32 kind, const str
     if (s && (kind == EVENT_MATCH || kind == EVENT_EXEC))
         copy_args(event, (char *)s->text, after_exec);
 #ifdef USE_PERF_BUFFER
-    if (events.perf_submit(ctx, event, sizeof(*event)) != 0)
+    if (events.perf_submit(ctx, event, sizeof(*event)) != 0) {
         bump(event_drops.lookup(&zero));
+        return 0;
+    }
 #else
     events.ringbuf_submit(event, 0);
 #endif
+    return 1;
 }
 
 /* Counts and reports every hit in s->acc; returns its VERDICT_ bits. */
@@ -564,11 +577,38 @@ static __always_inline struct config_value *config_in_force(void)
     return cfg;
 }
 
+/* Once cgroup_sets has been full, a cgroup may lack the entry it would have
+ * inherited (cgroup_mkdir): it takes its nearest ancestor's, so that a cgroup
+ * made inside a selected container stays under the container's policies. */
+static __always_inline struct cgroup_value *nearest_ancestor_entry(void)
+{
+    struct cgroup_value *found = 0;
+#pragma clang loop unroll(disable)
+    for (int level = 1; level < MAX_CGROUP_LEVELS; level++) {
+        u64 ancestor = bpf_get_current_ancestor_cgroup_id(level);
+        if (ancestor == 0)
+            break;
+        struct cgroup_value *entry = cgroup_sets.lookup(&ancestor);
+        if (entry)
+            found = entry;
+    }
+    return found;
+}
+
+static __always_inline int cgroups_overflowed(void)
+{
+    int slot = FULL_CGROUPS;
+    u64 *full = full_maps.lookup(&slot);
+    return full && *full;
+}
+
 /* The caller's set (0: none), its SET_ flags and the lengths of its names. */
 static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_value *cfg,
                                            u32 *flags, u64 *name_lengths)
 {
     struct cgroup_value *selected = cgroup_sets.lookup(&cgroup_id);
+    if (!selected && cgroups_overflowed())
+        selected = nearest_ancestor_entry();
     if (selected) {
         *flags = selected->flags;
         *name_lengths = selected->name_lengths;
@@ -581,8 +621,10 @@ static __always_inline u32 set_for_current(u64 cgroup_id, const struct config_va
 
 /* Stops the exec'ing thread, now running the new program but before its first
  * instruction, and parks what the daemon needs to decide it. If the held map
- * is full the exec is stopped all the same: userspace finds it by pid from
- * the event and, failing that, on its next sweep. */
+ * is full, the EVENT_HELD event (EXEC_UNSTORED) is the only record, and the
+ * daemon reads the rest from /proc; if the event buffer is full too, the exec
+ * is not stopped at all (HELD_LOST): no process waits for a decision that
+ * nobody knows to make. */
 static __always_inline void hold(void *ctx, u64 cgroup_id, u32 set_id, struct scratch *s,
                                  const void *bprm, int script)
 {
@@ -627,7 +669,17 @@ static __always_inline void hold(void *ctx, u64 cgroup_id, u32 set_id, struct sc
     slot->cwd[0] = 0;
     if (walk_path(&s->walk, &cwd, &root) == 0)
         bpf_probe_read_kernel_str(slot->cwd, PATH_LEN, &s->walk.buf[s->walk.pos & (WALK_BUF - 1)]);
-    held.update(&tgid, slot);
+    int stored = held.update(&tgid, slot) == 0;
+    if (!stored) {
+        int full = FULL_HELD;
+        bump(full_maps.lookup(&full));
+        s->acc.flags |= EXEC_UNSTORED;
+        if (!submit(ctx, cgroup_id, EVENT_HELD, 0, s, filename, 1)) {
+            int lost = HELD_LOST;
+            bump(full_maps.lookup(&lost));
+            return;
+        }
+    }
     /* To this thread, not the thread group: in a multi-threaded caller (a Go
      * runtime such as runc init) another thread could take a group-wide
      * SIGSTOP; by sched_process_exec the caller is single-threaded anyway. */
@@ -635,7 +687,8 @@ static __always_inline void hold(void *ctx, u64 cgroup_id, u32 set_id, struct sc
         int stop = 1;
         bump(signal_errors.lookup(&stop));
     }
-    submit(ctx, cgroup_id, EVENT_HELD, 0, s, filename, 1);
+    if (stored)
+        submit(ctx, cgroup_id, EVENT_HELD, 0, s, filename, 1);
 }
 
 /* sched_process_exec: the exec has succeeded; decide it. */
@@ -794,20 +847,54 @@ static __always_inline void submit_cgroup(void *ctx, u64 cgroup_id, u32 kind, co
     submit(ctx, cgroup_id, kind, 0, s, 0, 0);
 }
 
-TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
+/* The id of a struct cgroup: its kernfs node's, the v2 directory's inode. */
+static __always_inline u64 cgroup_id_of(const char *cgrp)
 {
+    u64 id = 0;
+    bpf_probe_read_kernel(&id, sizeof(id), (const char *)read_ptr(cgrp + OFF_CGROUP_KN) + OFF_KERNFS_ID);
+    return id;
+}
+
+/* What a new cgroup starts with. Made inside a placed container (a cgroup
+ * its systemd or its own runtime makes), it inherits the container's set
+ * there and then, so no exec there ever waits in a pending window that a
+ * sibling's SIGCONT could end early. Any other starts pending while a daemon
+ * classifies new cgroups. A cgroup_sets too full to take it is counted: from
+ * then on, cgroups without an entry take their nearest ancestor's. */
+static __always_inline void classify_new(const struct config_value *cfg, const char *cgrp, u64 cgroup_id)
+{
+    struct cgroup_value value = {.set_id = SET_PENDING};
+    const char *parent_css = read_ptr(cgrp + OFF_CGROUP_SELF + OFF_CSS_PARENT);
+    u64 parent_id = parent_css ? cgroup_id_of(parent_css - OFF_CGROUP_SELF) : 0;
+    struct cgroup_value *parent = cgroup_sets.lookup(&parent_id);
+    if (parent && parent->set_id != 0)
+        value = *parent;
+    else if (!(cfg->hold_new && daemon_alive()))
+        return;
+    /* BPF_NOEXIST: an entry userspace already wrote wins. */
+    int err = cgroup_sets.insert(&cgroup_id, &value);
+    if (err != 0 && err != -EEXIST) {
+        int full = FULL_CGROUPS;
+        bump(full_maps.lookup(&full));
+    }
+}
+
+RAW_TRACEPOINT_PROBE(cgroup_mkdir)
+{
+    /* TP_PROTO(struct cgroup *cgrp, const char *path) */
+    const char *cgrp = (const char *)ctx->args[0];
     int zero = 0;
     struct config_value *cfg = config.lookup(&zero);
-    if (args->root != CGROUP2_HIERARCHY || !cfg || superseded(cfg))
+    if (!cfg || superseded(cfg))
         return 0;
-    u64 cgroup_id = args->id;
-    if (cfg->hold_new && daemon_alive()) {
-        struct cgroup_value pending = {.set_id = SET_PENDING};
-        /* BPF_NOEXIST: an entry userspace already wrote wins. */
-        cgroup_sets.insert(&cgroup_id, &pending);
-    }
-    submit_cgroup(args, cgroup_id, EVENT_CGROUP_NEW,
-                  (const char *)args + (args->data_loc_path & 0xFFFF));
+    int hierarchy = -1;
+    bpf_probe_read_kernel(&hierarchy, sizeof(hierarchy),
+                          (const char *)read_ptr(cgrp + OFF_CGROUP_ROOT) + OFF_CGROUP_ROOT_HIERARCHY);
+    if (hierarchy != CGROUP2_HIERARCHY)
+        return 0;
+    u64 cgroup_id = cgroup_id_of(cgrp);
+    classify_new(cfg, cgrp, cgroup_id);
+    submit_cgroup(ctx, cgroup_id, EVENT_CGROUP_NEW, (const char *)ctx->args[1]);
     return 0;
 }
 

@@ -65,6 +65,7 @@ class ExecFlag(IntFlag):
     PATH_CUT = 1
     SCRIPT = 2
     FILE_UNREAD = 4
+    UNSTORED = 8
 
 
 PATH_LEN = 252
@@ -89,6 +90,13 @@ LIVE_GENERATION = 0
 LIVE_HOLD_UNTIL = 1
 LIVE_UNHELD = 2
 LIVE_SLOTS = 3
+FULL_CGROUPS = 0
+FULL_HELD = 1
+FULL_COUNTERS = 2
+HELD_LOST = 3
+FULL_SLOTS = 4
+MAX_CGROUP_LEVELS = 32
+COUNTED_BY_DAEMON = 256
 
 HELD_PIN = "held-2"
 # Pin names the held map had in older layouts: what they still hold is let go.

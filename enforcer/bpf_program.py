@@ -31,6 +31,8 @@ SOURCE = abi.BPF_DIR / "exec_enforcer.c"
 # Set ids alternate between two banks so a new policy set is complete in the
 # maps before any cgroup is pointed at it (see ExecProgram.apply).
 BANK_BASES = (0, 1 << 31)
+# Most events handled per poll_events call.
+EVENT_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ class ExecProgram:
         self._bpf.free_bcc_memory()
         ctypes.CDLL(None).malloc_trim(0)
         self._bank = 0
+        self._uncounted = 0  # the daemon's own counts that found the counters map full
+        self._batch_left = EVENT_BATCH
         self._maps = MapContents(cgroup_sets={}, host_set_id=abi.NO_SET, names={}, paths={})
         self._set_config(host_set_id=abi.NO_SET, host_flags=0, trace_all=trace_all)
 
@@ -399,19 +403,37 @@ class ExecProgram:
         _delete_keys(self._table("held"), [ctypes.c_uint32(pid)])
 
     def add_counts(self, cgroup_id: int, hits: Iterable[Hit]) -> None:
-        """Counts hits decided in userspace (held execs) as the kernel counts its own."""
+        """Counts hits decided in userspace (held execs) beside the kernel's own.
+
+        Under keys marked COUNTED_BY_DAEMON, which the kernel never writes: the
+        read-then-write here races none of its increments. One caller at a
+        time (Lifecycle settles under a lock).
+        """
         table = self._table("counters")
         for hit in hits:
-            key = table.Key(cgroup_id, hit.policy_id, hit.rule_id, hit.target_id, int(hit.action))
+            action = int(hit.action) | abi.COUNTED_BY_DAEMON
+            key = table.Key(cgroup_id, hit.policy_id, hit.rule_id, hit.target_id, action)
             current = table.get(key)
-            value = table.Leaf(current.value + 1 if current is not None else 1)
-            table[key] = value
+            try:
+                table[key] = table.Leaf(current.value + 1 if current is not None else 1)
+            except (KeyError, OSError):  # bcc raises these when the map is full
+                self._uncounted += 1
 
     def counters(self) -> dict[CounterKey, int]:
-        return {
-            CounterKey(k.cgroup_id, k.policy_id, k.rule_id, k.target_id, Action(k.action)): v.value
-            for k, v in self._table("counters").items()
-        }
+        """Every count, the kernel's and the daemon's rows of one key added up."""
+        counts: dict[CounterKey, int] = {}
+        for k, v in self._table("counters").items():
+            action = Action(k.action & ~abi.COUNTED_BY_DAEMON)
+            key = CounterKey(k.cgroup_id, k.policy_id, k.rule_id, k.target_id, action)
+            counts[key] = counts.get(key, 0) + v.value
+        return counts
+
+    def full_maps(self) -> dict[str, int]:
+        """Writes that found their map full, by what was lost (see FULL_* in enforcer.h)."""
+        table = self._table("full_maps")
+        counts = {name: int(table[ctypes.c_int(slot)].value) for name, slot in _FULL_SLOTS.items()}
+        counts["uncounted_hits"] += self._uncounted
+        return counts
 
     def counters_map_id(self) -> int:
         """The kernel's id of the counters map: the same map, pinned, keeps its id."""
@@ -446,13 +468,16 @@ class ExecProgram:
 
         # No reference to `table` in here: bcc's cleanup must be able to free
         # it at once, while its map is still open.
-        def on_raw(_cpu: Any, data: Any, _size: Any) -> None:
+        def on_raw(_cpu: Any, data: Any, _size: Any) -> int:
             try:
                 event = _decode_event(self._table("events").event(data))
             except (ValueError, TypeError):  # bcc would swallow it: say it here
                 log.exception("undecodable event from the kernel")
-                return
-            handler(event)
+            else:
+                handler(event)
+            self._batch_left -= 1
+            # Negative: libbpf stops this poll here (the event is consumed).
+            return -1 if self._batch_left <= 0 else 0
 
         if self.info.ring_buffer:
             table.open_ring_buffer(on_raw)
@@ -460,7 +485,14 @@ class ExecProgram:
             table.open_perf_buffer(on_raw, page_cnt=abi.RINGBUF_PAGES)
 
     def poll_events(self, timeout_ms: int) -> None:
-        """Waits up to timeout_ms for events and hands each to the handler."""
+        """Waits up to timeout_ms for events and hands at most EVENT_BATCH to the handler.
+
+        libbpf's ring buffer poll reads on while the kernel writes, so under an
+        exec storm it would never return; the caller's loop (the watchdog, the
+        hold-grace renewal) turns between batches. A perf buffer poll reads
+        only what was there when it began.
+        """
+        self._batch_left = EVENT_BATCH
         if self.info.ring_buffer:
             self._bpf.ring_buffer_poll(timeout_ms)
         else:
@@ -476,6 +508,13 @@ class ExecProgram:
 
 # The rule maps whose keys start with a set id, filled per bank.
 _RULE_MAPS = ("rule_names", "rule_paths", "rule_inodes", "cut_hits")
+# full_maps slots, as status and metrics name them.
+_FULL_SLOTS = {
+    "cgroups_unplaced": abi.FULL_CGROUPS,
+    "held_unstored": abi.FULL_HELD,
+    "uncounted_hits": abi.FULL_COUNTERS,
+    "held_lost": abi.HELD_LOST,
+}
 
 
 def _layout_cflags() -> list[str]:

@@ -272,6 +272,10 @@ def _print_status(result: dict[str, Any]) -> None:
     click.echo(table.render(["POLICY", "MODE", "RULES", "SELECTS"], rows))
     for problem in result["problems"]:
         click.echo(f"problem: {problem}", err=True)
+    full = {what: n for what, n in result.get("full_maps", {}).items() if n}
+    if full:
+        counts = ", ".join(f"{what} {n}" for what, n in sorted(full.items()))
+        click.echo(f"maps were full: {counts}", err=True)
     if result.get("enforce_error"):
         click.echo(f"not applied, the policies above stay in force: {result['enforce_error']}",
                    err=True)  # fmt: skip

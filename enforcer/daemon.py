@@ -314,7 +314,7 @@ class Daemon:
             self.lifecycle.cgroup_removed(event.cgroup_id)
             return []
         if event.kind is EventKind.HELD:
-            return self.lifecycle.settle_held()
+            return self.lifecycle.exec_held(event)
         if self.options.on_exec is not None:
             self.options.on_exec(event)
         return self.engine.denials(event.kind, event)
@@ -344,6 +344,7 @@ class Daemon:
         if command == "status":
             in_force = engine.compiled is not None  # nothing compiled: nothing enforced
             status = engine.status(str(choice.backend), choice.reason, enforcing=in_force)
+            status["classify_queued"] = self.lifecycle.queued() if self.lifecycle else 0
             status["persistence"] = {
                 "generation": self.generation,
                 "outlives_daemon": self.persistent,

@@ -55,6 +55,7 @@ class ProgramMaps(Protocol):
     def counters(self) -> dict[Any, int]: ...
     def event_drops(self) -> int: ...
     def signal_errors(self) -> tuple[int, int]: ...
+    def full_maps(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,29 @@ class Engine:
             maps = replace(compiled.maps, inodes={**compiled.maps.inodes, **fresh})
             self.compiled = replace(compiled, maps=maps)
 
+    def place_below(self, cgroup_id: int, path: str) -> bool:
+        """Places a new cgroup made inside a placed container as that container's.
+
+        The kernel gave it the container's set at mkdir already; this records
+        whose it is, with no runtime asked and no cgroup tree walked, so a
+        mkdir flood inside a container costs the daemon one lookup each.
+        Returns False when no placed container holds the path.
+        """
+        with self._lock:
+            owner = next(
+                (c for c in self.containers
+                 if path.startswith(c.cgroup_path.rstrip("/") + "/")
+                 and c.cgroup_ids and c.cgroup_ids[0] in self._placed),
+                None,
+            )  # fmt: skip
+            if owner is None:
+                return False
+            number = self._placed[owner.cgroup_ids[0]]
+            self._program.assign_cgroups({cgroup_id: number})
+            self._placed[cgroup_id] = number
+            self._cgroup_owner[cgroup_id] = owner
+        return True
+
     def unplaceable(self, cgroup_id: int) -> bool:
         """Whether the cgroup's container could not be placed under its policies."""
         return cgroup_id in self._unplaceable
@@ -468,6 +492,9 @@ class Engine:
     def event_drops(self) -> int:
         return self._program.event_drops()
 
+    def full_maps(self) -> dict[str, int]:
+        return self._program.full_maps()
+
     def _policy_names(self) -> list[str]:
         return [p.policy.name for p in self.policies]
 
@@ -481,6 +508,7 @@ class Engine:
                 "kernel": platform.release(),
                 "uptime_seconds": round(time.time() - self.started, 1),
                 "event_drops": self._program.event_drops(),
+                "full_maps": self._program.full_maps(),
                 "signal_errors": dict(
                     zip(("kill", "stop"), self._program.signal_errors(), strict=True)
                 ),

@@ -41,6 +41,12 @@ FIELDS: Mapping[str, tuple[str, str]] = MappingProxyType(
         "OFF_FS_PWD": ("fs_struct", "pwd"),
         "OFF_MM_ARG_START": ("mm_struct", "arg_start"),
         "OFF_MM_ARG_END": ("mm_struct", "arg_end"),
+        "OFF_CGROUP_SELF": ("cgroup", "self"),
+        "OFF_CGROUP_KN": ("cgroup", "kn"),
+        "OFF_CGROUP_ROOT": ("cgroup", "root"),
+        "OFF_CSS_PARENT": ("cgroup_subsys_state", "parent"),
+        "OFF_KERNFS_ID": ("kernfs_node", "id"),
+        "OFF_CGROUP_ROOT_HIERARCHY": ("cgroup_root", "hierarchy_id"),
     }
 )
 

@@ -26,22 +26,23 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import signal
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from enforcer import abi
 from enforcer.abi import ExecFlag
 from enforcer.compiler import Hit
-from enforcer.containers.cgroup import cgroup_v2_path_of_pid, find_cgroup2_mount
+from enforcer.containers.cgroup import cgroup_dir, cgroup_v2_path_of_pid, find_cgroup2_mount
 from enforcer.containers.model import Container
 from enforcer.decision import FileIdentity, decide, kills
 from enforcer.engine import Denial, Engine
 from enforcer.errors import EnforcerError
-from enforcer.resolve import ResolveError, RootView, resolve_in_root, root_view
+from enforcer.resolve import ResolveError, RootView, kernel_dev, resolve_in_root, root_view
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,97 @@ class HeldExecLike(Protocol):
     def cwd(self) -> str: ...
 
 
+class HeldEvent(Protocol):
+    """What an EVENT_HELD event says (bpf_program.KernelEvent)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def cgroup_id(self) -> int: ...
+    @property
+    def filename(self) -> str: ...
+    @property
+    def invoked(self) -> str: ...
+    @property
+    def flags(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class UnstoredHeld:
+    """A held exec the held map had no room for: its event, and /proc, tell the rest."""
+
+    pid: int
+    cgroup_id: int
+    path: str
+    name: str
+    inode: tuple[int, int]
+    flags: int
+    invoked: str
+    interp_name: str
+    cwd: str
+    # Whether its cgroup was placed is the engine's to say: settled as pending.
+    set_id: int = abi.SET_PENDING
+
+
+def unstored_held(event: HeldEvent) -> UnstoredHeld:
+    """The held exec an EVENT_HELD event with EXEC_UNSTORED reports.
+
+    The process is stopped after its exec: /proc/PID/exe is the file that
+    runs and /proc/PID/cwd the caller's directory; a script's #! line is read
+    again from the script. What cannot be read leaves the path cut: any path
+    rule of its set matches it (fail closed).
+    """
+    try:
+        exe = os.stat(f"/proc/{event.pid}/exe")
+        inode = (kernel_dev(exe.st_dev), exe.st_ino)
+    except OSError:
+        inode = (0, 0)
+    try:
+        cwd = os.readlink(f"/proc/{event.pid}/cwd")
+    except OSError:
+        cwd = ""
+    flags = event.flags
+    if not cwd.startswith("/") or not inode[1]:
+        flags |= ExecFlag.PATH_CUT
+        cwd = ""
+    script = bool(flags & ExecFlag.SCRIPT)
+    return UnstoredHeld(
+        pid=event.pid,
+        cgroup_id=event.cgroup_id,
+        path=event.filename,
+        name=_basename(event.filename) if len(_basename(event.filename)) < abi.NAME_LEN else "",
+        inode=inode,
+        flags=flags,
+        invoked=event.invoked,
+        interp_name=_interpreter_named(event.pid, event.invoked, cwd) if script else "",
+        cwd=cwd,
+    )
+
+
+def _interpreter_named(pid: int, invoked: str, cwd: str) -> str:
+    """The interpreter path a script's #! line names, read from the script in its root."""
+    try:
+        root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        resolved = resolve_in_root(root_fd, invoked, cwd or "/")
+        script_fd = os.open(resolved.canonical.lstrip("/") or ".", os.O_RDONLY | os.O_CLOEXEC,
+                            dir_fd=root_fd)  # fmt: skip
+    except (ResolveError, OSError):
+        return ""
+    finally:
+        os.close(root_fd)
+    try:
+        first_line = os.read(script_fd, abi.LONG_PATH_LEN).split(b"\n", 1)[0]
+    finally:
+        os.close(script_fd)
+    if not first_line.startswith(b"#!"):
+        return ""
+    words = first_line[2:].split()
+    return os.fsdecode(words[0]) if words else ""
+
+
 class HeldExecs(Protocol):
     """What settling needs of the loaded program (bpf_program.ExecProgram)."""
 
@@ -95,8 +187,14 @@ class Lifecycle:
         self._report = report
         self._paths: dict[int, str] = {}
         self._settling = threading.Lock()
-        self._jobs: queue.Queue[tuple[int, int | None] | None] = queue.Queue()
-        self._queued: set[tuple[int, int | None]] = set()
+        # Cgroups (and held pids) to classify, oldest first, each once. A
+        # cgroup removed before its turn leaves the queue, so a mkdir/rmdir
+        # loop keeps it no longer than the cgroups that exist.
+        self._jobs: OrderedDict[tuple[int, int | None], None] = OrderedDict()
+        self._jobs_changed = threading.Condition()
+        self._closing = False
+        # Held execs the held map had no room for, known from their event.
+        self._unstored: dict[int, HeldExecLike] = {}
         self._worker = threading.Thread(target=self._work, name="classify", daemon=True)
         self._worker.start()
 
@@ -105,13 +203,27 @@ class Lifecycle:
         self._queue(cgroup_id, None)
 
     def _queue(self, cgroup_id: int, pid: int | None) -> None:
-        if (cgroup_id, pid) not in self._queued:
-            self._queued.add((cgroup_id, pid))
-            self._jobs.put((cgroup_id, pid))
+        with self._jobs_changed:
+            self._jobs[(cgroup_id, pid)] = None
+            self._jobs_changed.notify()
+
+    def queued(self) -> int:
+        """How many classifications wait for the worker."""
+        with self._jobs_changed:
+            return len(self._jobs)
 
     def cgroup_removed(self, cgroup_id: int) -> None:
         self._paths.pop(cgroup_id, None)
+        with self._jobs_changed:
+            self._jobs.pop((cgroup_id, None), None)
         self._engine.forget_cgroup(cgroup_id)
+
+    def exec_held(self, event: HeldEvent) -> list[Denial]:
+        """An exec the kernel stopped; settles it with every other one that can be."""
+        if event.flags & ExecFlag.UNSTORED:
+            with self._settling:
+                self._unstored[event.pid] = unstored_held(event)
+        return self.settle_held()
 
     def close(self, release_undecided: bool = True) -> list[Denial]:
         """Stops the worker and settles what it can; the rest is let go, or left held.
@@ -119,7 +231,9 @@ class Lifecycle:
         Left held when the program stays in the kernel after the daemon: the
         next daemon decides those execs.
         """
-        self._jobs.put(None)
+        with self._jobs_changed:
+            self._closing = True
+            self._jobs_changed.notify()
         self._worker.join()
         return self.settle_held(final=release_undecided)
 
@@ -127,7 +241,7 @@ class Lifecycle:
         """Decides every parked exec that can be decided now; returns the hits."""
         denials: list[Denial] = []
         with self._settling:
-            for held in self._program.held_execs():
+            for held in [*self._program.held_execs(), *self._unstored.values()]:
                 try:
                     denials += self._settle(held, final)
                 except (OSError, EnforcerError) as e:
@@ -196,7 +310,7 @@ class Lifecycle:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             log.debug("held pid %d is gone already", pid)
-            self._program.release_held(pid)
+            self._release(pid)
             return
         try:
             if cgroup_id is None or _stopped(pid) or _in_cgroup(pid, cgroup_id):
@@ -208,11 +322,22 @@ class Lifecycle:
             log.debug("held pid %d is gone already", pid)
         finally:
             os.close(pidfd)
+        self._release(pid)
+
+    def _release(self, pid: int) -> None:
         self._program.release_held(pid)
+        self._unstored.pop(pid, None)
+
+    def _next_job(self) -> tuple[int, int | None] | None:
+        with self._jobs_changed:
+            while not self._jobs and not self._closing:
+                self._jobs_changed.wait()
+            if self._closing:
+                return None
+            return self._jobs.popitem(last=False)[0]
 
     def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            self._queued.discard(job)
+        while (job := self._next_job()) is not None:
             cgroup_id, pid = job
             try:
                 self._place(cgroup_id, pid)
@@ -228,8 +353,15 @@ class Lifecycle:
         engine = self._engine
         if engine.set_of(cgroup_id) is not None:
             return
-        path = self._paths.get(cgroup_id) or (cgroup_v2_path_of_pid(pid) if pid else None)
+        # Taken, not read: what stays behind would be kept for a cgroup whose
+        # removal the kernel could not report (its event buffer full).
+        path = self._paths.pop(cgroup_id, None) or (cgroup_v2_path_of_pid(pid) if pid else None)
         if path is None:
+            return
+        if not cgroup_dir(find_cgroup2_mount(), path).is_dir():
+            engine.forget_cgroup(cgroup_id)  # removed already
+            return
+        if engine.place_below(cgroup_id, path):
             return
         container = self._identify(path, pid)
         log.debug("cgroup %d (%s): %s", cgroup_id, path, container.id if container else "host")

@@ -73,6 +73,10 @@ class MetricsSource(Protocol):
         """Events the kernel could not hand to the daemon (ring buffer full)."""
         ...
 
+    def full_maps(self) -> Mapping[str, int]:
+        """Writes that found a BPF map full, by what was lost (bpf_program.full_maps)."""
+        ...
+
 
 class EnforcerCollector:
     """Turns one `MetricsSource` reading into Prometheus metric families."""
@@ -85,7 +89,7 @@ class EnforcerCollector:
         return self._families()
 
     def collect(self) -> Iterable[Metric]:
-        blocked, audited, policies, dropped = self._families()
+        blocked, audited, policies, dropped, full = self._families()
         for (policy, rule, container), (n_blocked, n_audited) in sorted(
             execs_by_container(self._source.stats()).items()
         ):
@@ -95,11 +99,17 @@ class EnforcerCollector:
         for state, count in sorted(states.items()):
             policies.add_metric([state], count)
         dropped.add_metric([], self._source.event_drops())
-        return [blocked, audited, policies, dropped]
+        for what, count in sorted(self._source.full_maps().items()):
+            full.add_metric([what], count)
+        return [blocked, audited, policies, dropped, full]
 
     @staticmethod
     def _families() -> tuple[
-        CounterMetricFamily, CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily
+        CounterMetricFamily,
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        CounterMetricFamily,
+        CounterMetricFamily,
     ]:
         labels = ["policy", "rule", "container"]
         return (
@@ -116,6 +126,14 @@ class EnforcerCollector:
             CounterMetricFamily(
                 "enforcer_events_dropped",
                 "Kernel events lost because the ring buffer was full.",
+            ),
+            CounterMetricFamily(
+                "enforcer_map_full",
+                "Writes that found a BPF map full, by what it cost: cgroups_unplaced (a new "
+                "cgroup takes its nearest ancestor's policies), held_unstored (a held exec "
+                "known from its event only), held_lost (an exec that could not be held ran), "
+                "uncounted_hits (hits decided but not counted).",
+                labels=["what"],
             ),
         )
 

@@ -38,6 +38,16 @@ _NAMED_SCOPES: tuple[tuple[re.Pattern[str], str], ...] = (
 # it runs host binaries on the container's behalf and is not the container.
 _CONMON = re.compile(r"(?:libpod|crio)-conmon-[0-9a-f]{64}(?:\.scope)?")
 
+# Directories under which runtimes put only containers: podman's cgroupfs
+# parent, Docker's, and a Kubernetes pod's (cgroupfs `pod<uid>`, systemd
+# `kubepods-...-pod<uid>.slice`). A cgroup below one that names no container
+# is still taken for one (`unidentified_container_cgroup`).
+_CONTAINER_TREES = (
+    re.compile(r"libpod_parent"),
+    re.compile(r"docker"),
+    re.compile(r"kubepods(?:-[a-z]+)?-pod[0-9a-f_]+\.slice"),
+)
+
 _BARE_ID = re.compile(_ID)
 # cgroupfs driver pod directories: `pod<uid>`; the uid has dashes, or is a
 # 32-hex config hash for static pods.
@@ -135,6 +145,23 @@ def find_container_cgroup(path: str) -> ContainerCgroup | None:
             if runtime_of_bare is not None:
                 return ContainerCgroup(runtime_of_bare, name, own)
     return None
+
+
+def unidentified_container_cgroup(path: str) -> bool:
+    """Whether a cgroup that names no container lies where runtimes put only containers.
+
+    Such a cgroup (a runtime's newer naming, a container made by hand in the
+    runtime's tree) is handled as a container whose metadata is unknown: the
+    policies for all containers apply, fail closed. conmon's cgroups are the
+    host's.
+    """
+    parts = [p for p in path.split("/") if p]
+    if any(p == "conmon" or _CONMON.fullmatch(p) for p in parts):
+        return False
+    above = parts[:-1]
+    if "kubepods" in above and any(_CGROUPFS_POD.fullmatch(p) for p in above):
+        return True
+    return any(tree.fullmatch(p) for p in above for tree in _CONTAINER_TREES)
 
 
 def _runtime_of_bare_id(parents: list[str]) -> str | None:

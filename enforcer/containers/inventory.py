@@ -13,6 +13,7 @@ from enforcer.containers.cgroup import (
     find_cgroup2_mount,
     find_container_cgroup,
     parse_container_cgroup,
+    unidentified_container_cgroup,
     walk_cgroups,
 )
 from enforcer.containers.metadata import (
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 STATE_WAIT_S = 1.0
 _STATE_POLL_S = 0.01
 _UNKNOWN = RuntimeMetadata()
+# What a cgroup in a runtime's tree that names no container is called:
+# "unidentified:" plus its cgroup path, runtime "unidentified".
+UNIDENTIFIED_RUNTIME = "unidentified"
+UNIDENTIFIED = f"{UNIDENTIFIED_RUNTIME}:"
 
 # How many known containers a "no match" message lists before "and N more".
 _LISTED_IN_ERRORS = 5
@@ -154,7 +159,7 @@ def identify(
     else:
         plain = _plain_runc_cgroup(rel, runc_roots)
         if plain is None:
-            return None
+            return _unidentified(rel, cgroup_root, pid)
         container_id, own, state_dirs = plain
         cgroup_runtime = None
     state = _wait_for_state(state_dirs, container_id, state_wait_s) if state_dirs else None
@@ -175,6 +180,30 @@ def identify(
         annotations=state.labels if state is not None else None,
     )
     return _with_metadata([sighting], sources, proc)[0]
+
+
+def _unidentified(rel: str, cgroup_root: Path | None, pid: int | None) -> Container | None:
+    """A cgroup in a runtime's container tree that names no container, or None."""
+    if not unidentified_container_cgroup(rel):
+        return None
+    root = find_cgroup2_mount() if cgroup_root is None else cgroup_root
+    try:
+        ids = cgroup_ids_below(root, rel)
+    except FileNotFoundError:
+        return None
+    log.warning("cgroup %s lies in a container runtime's tree but names no container: "
+                "the policies for all containers apply to it", rel)  # fmt: skip
+    pid_ns, net_ns = pid_and_net_namespaces(pid, Path("/proc"))
+    return Container(
+        id=f"{UNIDENTIFIED}{rel}",
+        runtime=UNIDENTIFIED_RUNTIME,
+        cgroup_path=rel,
+        cgroup_ids=ids,
+        pid=pid,
+        pid_ns=pid_ns,
+        net_ns=net_ns,
+        metadata_known=False,
+    )
 
 
 def _plain_runc_cgroup(rel: str, runc_roots: Sequence[Path]) -> tuple[str, str, list[Path]] | None:
@@ -274,6 +303,10 @@ def _from_cgroup_tree(root: Path) -> list[Sighting]:
     sightings: dict[str, Sighting] = {}
     for index, (rel, _) in enumerate(tree):
         recognised = parse_container_cgroup(rel)
+        if recognised is None and unidentified_container_cgroup(rel):
+            if any(rel.startswith(s.cgroup_path + "/") for s in sightings.values()):
+                continue  # below a container already sighted: one of its sub-cgroups
+            recognised = (UNIDENTIFIED_RUNTIME, f"{UNIDENTIFIED}{rel}")
         # Parents come before children in the walk, so the first cgroup of an
         # id is the container's own; later ones are its sub-cgroups.
         if recognised is None or recognised[1] in sightings:

@@ -42,6 +42,13 @@ def test_sizes_match_header() -> None:
         "LIVE_HOLD_UNTIL",
         "LIVE_UNHELD",
         "LIVE_SLOTS",
+        "FULL_CGROUPS",
+        "FULL_HELD",
+        "FULL_COUNTERS",
+        "HELD_LOST",
+        "FULL_SLOTS",
+        "MAX_CGROUP_LEVELS",
+        "COUNTED_BY_DAEMON",
     ]
     assert {n: defines[n] for n in names} == {n: getattr(abi, n) for n in names}
 

@@ -15,7 +15,7 @@ from enforcer.containers import (
     parse_container_cgroup,
     parse_proc_cgroup,
 )
-from enforcer.containers.cgroup import walk_cgroups
+from enforcer.containers.cgroup import unidentified_container_cgroup, walk_cgroups
 from enforcer.errors import KernelSupportError
 
 ID = "397a255943b5e82a9aea1106aa36ef1c99867e676973ca0423a6326ac9a37e2b"
@@ -204,3 +204,30 @@ def test_cgroups_vanishing_during_the_walk_are_skipped(tmp_path: Path) -> None:
     (tmp_path / "c" / "b").rmdir()
 
     assert [path for path, _ in walk] == ["/c/a/deep", "/c/b"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/libpod_parent/something-new", True),
+        ("/libpod_parent/pod-x/inner", True),
+        ("/docker/not-an-id", True),
+        ("/kubepods/burstable/pod0a1b2c3d-0000-1111-2222-333344445555/new", True),
+        ("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0a1b_2c.slice/x", True),
+        # The trees themselves, and what lies beside them, are the host's.
+        ("/libpod_parent", False),
+        ("/docker", False),
+        ("/kubepods/burstable", False),
+        ("/system.slice/sshd.service", False),
+        ("/user.slice/user-0.slice/session-1.scope", False),
+        # conmon runs host programs on a container's behalf: the host's.
+        ("/libpod_parent/conmon", False),
+        (f"/libpod_parent/libpod-conmon-{'a' * 64}", False),
+    ],
+)
+def test_cgroups_in_a_runtime_tree_are_taken_for_containers(path: str, expected: bool) -> None:
+    assert unidentified_container_cgroup(path) is expected
+
+
+def test_a_pod_like_name_outside_kubepods_is_the_hosts() -> None:
+    assert not unidentified_container_cgroup("/system.slice/pod1/worker")

@@ -39,6 +39,9 @@ class FakeProgram:
     def signal_errors(self) -> tuple[int, int]:
         return 0, 0
 
+    def full_maps(self) -> dict[str, int]:
+        return {}
+
 
 def by_name(pattern: str) -> LoadedPolicy:
     policy = ExecPolicy.model_validate(

@@ -31,6 +31,7 @@ class StaticSource:
     tree: dict[str, object] = field(default_factory=lambda: {"policies": []})
     states: dict[str, int] = field(default_factory=dict)
     drops: int = 0
+    full: dict[str, int] = field(default_factory=dict)
 
     def stats(self) -> Mapping[str, object]:
         return self.tree
@@ -40,6 +41,9 @@ class StaticSource:
 
     def event_drops(self) -> int:
         return self.drops
+
+    def full_maps(self) -> Mapping[str, int]:
+        return self.full
 
 
 def container(cid: str, blocked: int, audited: int, cgroup_id: int = 1) -> dict[str, object]:
@@ -145,6 +149,7 @@ def test_values_are_read_at_each_scrape(server: MetricsServer, source: StaticSou
     }
     source.states = {"ok": 3}
     source.drops = 8
+    source.full = {"held_lost": 0, "cgroups_unplaced": 3}
 
     samples = scrape(server.url)
 
@@ -152,6 +157,10 @@ def test_values_are_read_at_each_scrape(server: MetricsServer, source: StaticSou
     assert samples["enforcer_policies"][(("state", "ok"),)] == 3
     assert samples["enforcer_policies"][(("state", "error"),)] == 0
     assert samples["enforcer_events_dropped_total"] == {(): 8}
+    assert samples["enforcer_map_full_total"] == {
+        (("what", "cgroups_unplaced"),): 3,
+        (("what", "held_lost"),): 0,
+    }
 
 
 def test_no_policies_still_exports_the_gauges() -> None:
