@@ -19,6 +19,7 @@ from conftest import bpf_unavailable_reason, requested_backend
 
 from enforcer import abi, kernel
 from enforcer.compiler import compile_policies
+from enforcer.containers import cgroup_v2_path_of_pid, find_cgroup2_mount
 from enforcer.policy.model import ExecPolicy
 
 pytestmark = pytest.mark.root
@@ -116,3 +117,25 @@ def test_reapplying_replaces_the_rules_and_leaves_no_stale_entries(
     assert subprocess.run([str(tmp_path / first)], check=False).returncode == 0
     assert subprocess.run([str(tmp_path / second)], check=False).returncode == -signal.SIGKILL
     assert program.entry_counts()["rule_names"] == 1
+
+
+def test_counts_the_daemon_adds_never_race_the_kernels_increments(
+    program: Any, tmp_path: Path
+) -> None:
+    name = f"enforcer-test-{secrets.token_hex(4)}"
+    shutil.copy2("/bin/true", tmp_path / name)
+    maps = compile_policies([host_policy([name])], []).maps
+    program.apply(maps)
+    (hit,) = next(iter(maps.names.values()))
+    kills, added = 300, 3000
+    # The kernel counts kills on the loop's cgroup while the daemon (here,
+    # this thread) counts held execs of the same rule on the same cgroup.
+    script = f'for i in $(seq {kills}); do "{tmp_path / name}"; done; exit 0'
+    loop = subprocess.Popen(["/bin/sh", "-c", script], stderr=subprocess.DEVNULL)
+    own = find_cgroup2_mount() / cgroup_v2_path_of_pid(loop.pid).lstrip("/")
+    cgroup_id = own.stat().st_ino
+    for _ in range(added):
+        program.add_counts(cgroup_id, [hit])
+    assert loop.wait(120) == 0
+
+    assert sum(program.counters().values()) == kills + added
