@@ -7,6 +7,7 @@ bcc fixes its tracefs path at import time.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import time
@@ -416,8 +417,10 @@ class ExecProgram:
             current = table.get(key)
             try:
                 table[key] = table.Leaf(current.value + 1 if current is not None else 1)
-            except (KeyError, OSError):  # bcc raises these when the map is full
-                self._uncounted += 1
+            except Exception as e:  # bcc raises a bare Exception, naming the errno
+                if os.strerror(errno.E2BIG) not in str(e):
+                    raise
+                self._uncounted += 1  # the map is full: counted as lost
 
     def counters(self) -> dict[CounterKey, int]:
         """Every count, the kernel's and the daemon's rows of one key added up."""

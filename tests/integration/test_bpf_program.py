@@ -139,3 +139,19 @@ def test_counts_the_daemon_adds_never_race_the_kernels_increments(
     assert loop.wait(120) == 0
 
     assert sum(program.counters().values()) == kills + added
+
+
+def test_a_full_counters_map_still_kills_and_counts_what_it_lost(
+    program: Any, tmp_path: Path
+) -> None:
+    name = f"enforcer-test-{secrets.token_hex(4)}"
+    shutil.copy2("/bin/true", tmp_path / name)
+    maps = compile_policies([host_policy([name])], []).maps
+    program.apply(maps)
+    (hit,) = next(iter(maps.names.values()))
+    for fake_cgroup in range(1, abi.MAX_COUNTERS + 1):  # every key taken
+        program.add_counts(fake_cgroup << 32, [hit])
+    program.add_counts(1 << 63, [hit])  # one more: no room for the daemon either
+
+    assert subprocess.run([str(tmp_path / name)], check=False).returncode == -signal.SIGKILL
+    assert program.full_maps()["uncounted_hits"] == 2
