@@ -12,13 +12,13 @@ import logging
 import platform
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from enforcer.abi import Action, EventKind
+from enforcer.abi import MAX_COUNTERS, Action, EventKind
 from enforcer.compiler import (
     HOST_VIEW,
     Compiled,
@@ -117,6 +117,8 @@ class Engine:
         self.containers: list[Container] = []
         self.compiled: Compiled | None = None
         self._cgroup_owner: dict[int, Container] = {}
+        # Owners of removed sub-cgroups, oldest first (see forget_cgroup).
+        self._departed: OrderedDict[int, Container] = OrderedDict()
         # cgroup id -> set number for cgroups placed since the last compile,
         # None for those found to be host cgroups.
         self._placed: dict[int, int | None] = {}
@@ -337,7 +339,10 @@ class Engine:
             number = self._placed[owner.cgroup_ids[0]]
             self._program.assign_cgroups({cgroup_id: number})
             self._placed[cgroup_id] = number
-            self._cgroup_owner[cgroup_id] = owner
+            # A container's cgroups are what the next compile writes: this one too.
+            grown = replace(owner, cgroup_ids=(*owner.cgroup_ids, cgroup_id))
+            self.containers = [grown if c is owner else c for c in self.containers]
+            self._cgroup_owner[cgroup_id] = grown
         return True
 
     def unplaceable(self, cgroup_id: int) -> bool:
@@ -359,10 +364,25 @@ class Engine:
             if gone:
                 self.containers = [c for c in self.containers if c not in gone]
                 log.info("container %s stopped", gone[0].short_id)
+                return
+            # A sub-cgroup: its container keeps running without it. Whose it
+            # was stays known for the counts made there, as long as the
+            # counters map could hold one of them (bounded: a mkdir/rmdir
+            # loop inside a container leaves nothing behind past that).
+            self.containers = [
+                replace(c, cgroup_ids=tuple(i for i in c.cgroup_ids if i != cgroup_id))
+                if cgroup_id in c.cgroup_ids[1:] else c
+                for c in self.containers
+            ]  # fmt: skip
+            owner = self._cgroup_owner.pop(cgroup_id, None)
+            if owner is not None:
+                self._departed[cgroup_id] = owner
+                while len(self._departed) > MAX_COUNTERS:
+                    self._departed.popitem(last=False)
 
     def owner(self, cgroup_id: int) -> tuple[str, str]:
         """(container id, container name) of a cgroup, or ("host", "") for the rest."""
-        container = self._cgroup_owner.get(cgroup_id)
+        container = self._cgroup_owner.get(cgroup_id) or self._departed.get(cgroup_id)
         return (container.id, container.name) if container else (HOST, "")
 
     def denials(self, kind: EventKind, event: Any) -> list[Denial]:

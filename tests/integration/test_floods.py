@@ -51,6 +51,12 @@ spec:
         names: [{program}]
 """
 
+SECOND_RULE = """\
+    - name: also-forbidden
+      match:
+        names: [enforcer-test-never-run]
+"""
+
 
 @pytest.fixture(autouse=True)
 def _needs_bpf_and_runc() -> None:
@@ -133,6 +139,14 @@ def test_a_cgroup_made_inside_a_selected_container_is_under_its_policies_at_mkdi
             assert not (tmp_path / "ran").exists()
             unnamed = exec_in_cgroup(child, ["/bin/true"])
             assert ended(unnamed) == 0
+        # A policy change recompiles every entry: the new cgroup's is kept.
+        selected.daemon.wait_for_status(lambda s: s["classify_queued"] == 0, timeout_s=30)
+        policy = tmp_path / "policies" / "flood.yaml"
+        policy.write_text(policy.read_text() + SECOND_RULE)
+        selected.daemon.wait_for_status(lambda s: s["policies"][0]["rules"] == 2, timeout_s=30)
+        again = exec_in_cgroup(child, [str(program), str(tmp_path / "ran")])
+        assert ended(again) == KILLED
+        assert not (tmp_path / "ran").exists()
     finally:
         remove_cgroups([child])
 
