@@ -33,13 +33,17 @@ from bench.progress import say
 from bench.settings import Settings
 from bench.spawn import LoopResult, run_loop
 from bench.summary import Summary, optional_summary
-from bench.synthetic import synthetic
+from bench.synthetic import allowlist, synthetic
 from enforcer import kernel
 from enforcer.compiler import compile_policies
+from enforcer.containers.model import Container
+from enforcer.policy.model import ExecPolicy
 
 SELECTED = "selected cgroup"
 UNSELECTED = "unselected cgroup"
 FLOOR_LABEL = "seed's hand-written floor"
+# Paths in the allowlist row's one allow rule.
+ALLOWLIST_ENTRIES = 1000
 
 # Yields the ids of the attached programs that run on exec.
 Attach = Callable[[], AbstractContextManager[list[int]]]
@@ -158,6 +162,7 @@ def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecO
             rows.extend(
                 _enforcer_rows(runner, settings, load, rules, containers, unselected=largest)
             )
+        rows.append(_allowlist_row(runner, settings, load))
         no_bpf = _Samples(attached=runner.baselines, baseline=runner.baselines)
         rows.insert(0, _finish(no_bpf, "no BPF", "none", None, None, exec_from=SELECTED))
     return ExecOverhead(
@@ -187,6 +192,18 @@ def _floor_row(runner: _Runner, settings: Settings, cgroup_id: int) -> ExecRow:
     return _finish(sample, FLOOR_LABEL, "floor", None, None, exec_from=SELECTED)
 
 
+def _allowlist_row(runner: _Runner, settings: Settings, load: _Load) -> ExecRow:
+    """An allowlist of ALLOWLIST_ENTRIES paths (default kill) naming the loop's programs."""
+    label = f"enforcer allowlist of {ALLOWLIST_ENTRIES} paths, the program allowed"
+    allowed = [str(runner.binaries.trivial), str(runner.binaries.spawn_loop)]
+
+    def attach() -> AbstractContextManager[list[int]]:
+        return _enforcer_attached(load, *allowlist(ALLOWLIST_ENTRIES, allowed, load.cgroup_id))
+
+    (sample,) = _measure(runner, settings, label, attach, [runner.cgroup])
+    return _finish(sample, label, "enforcer", ALLOWLIST_ENTRIES, 1, exec_from=SELECTED)
+
+
 def _enforcer_rows(
     runner: _Runner, settings: Settings, load: _Load, rules: int, containers: int,
     *, unselected: bool,
@@ -195,8 +212,9 @@ def _enforcer_rows(
     label = f"enforcer {rules} rules x {containers} containers"
     wheres: list[Path | None] = [runner.cgroup, None] if unselected else [runner.cgroup]
     samples = _measure(
-        runner, settings, label, lambda: _enforcer_attached(load, rules, containers), wheres
-    )
+        runner, settings, label,
+        lambda: _enforcer_attached(load, *synthetic(rules, containers, load.cgroup_id)), wheres,
+    )  # fmt: skip
     return [
         _finish(
             sample,
@@ -285,13 +303,14 @@ class _Load:
 
 
 @contextmanager
-def _enforcer_attached(load: _Load, rules: int, containers: int) -> Iterator[list[int]]:
-    """The enforcer's program, loaded in this process, its maps filled at this scale."""
+def _enforcer_attached(
+    load: _Load, policies: list[ExecPolicy], fleet: list[Container]
+) -> Iterator[list[int]]:
+    """The enforcer's program, loaded in this process, its maps filled with these policies."""
     from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
 
     program = ExecProgram(load.backend, ring_buffer=load.ring_buffer)
     try:
-        policies, fleet = synthetic(rules, containers, load.cgroup_id)
         program.apply(compile_policies(policies, fleet).maps)
         ours = set(program.info.program_ids)
         yield [h.prog_id for h in bpfstats.exec_hooks_of(os.getpid()) if h.prog_id in ours]

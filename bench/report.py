@@ -147,7 +147,8 @@ def _exec_overhead(e: ExecOverhead) -> Table:
         "BPF ns/exec: run_time_ns / run_cnt from the kernel (kernel.bpf_stats_enabled=1), summed "
         "over the tool's programs that run on exec; BPF SHARE: of the exec's CPU time.",
         "Enforcer rows: the loop runs in a cgroup of the selected containers; no rule names the "
-        "program, so each exec takes the lookups and misses. Backend: "
+        "program, so each exec takes the lookups and misses; in the allowlist row (default kill) "
+        "an allow rule names it, so each exec is looked up, found, and let run. Backend: "
         f"{e.enforcer_backend}.",
         "seed's hand-written floor: bench/floor.py on the same hook as the enforcer "
         "(sched_process_exec, a raw tracepoint): the caller's cgroup id compared to the loop's "

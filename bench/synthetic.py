@@ -52,3 +52,28 @@ def _policy(index: int, selected: list[Container], rule_count: int) -> ExecPolic
             },
         }
     )
+
+
+def allowlist(
+    entries: int, allowed: list[str], real_cgroup: int
+) -> tuple[list[ExecPolicy], list[Container]]:
+    """One allowlist (default kill) of `entries` paths, among them `allowed`, on one container.
+
+    The container owns `real_cgroup`; the loop's programs are allowed, so each
+    exec is looked up, found, and lets the default go unused.
+    """
+    fleet = [Container(id=f"bench{0:059d}", runtime="runc", cgroup_ids=(real_cgroup,))]
+    paths = [*allowed, *(f"/opt/bench/allowed/p{i}" for i in range(entries - len(allowed)))]
+    policy = ExecPolicy.model_validate(
+        {
+            "apiVersion": "enforcer/v1",
+            "kind": "ExecPolicy",
+            "metadata": {"name": "bench-allowlist"},
+            "spec": {
+                "selector": {"containers": {"ids": [fleet[0].id]}},
+                "default": "kill",
+                "rules": [{"name": "allowed", "action": "allow", "match": {"paths": paths}}],
+            },
+        }
+    )
+    return [policy], fleet

@@ -16,6 +16,10 @@ enum action {
     ACTION_AUDIT = 1,
     ACTION_KILL = 2,
     ACTION_DENY = 3,
+    /* An allow rule's hit: it does nothing to the exec and is neither counted
+     * nor reported; it only says its policy names the exec (match_value.named).
+     * Kernel entries hold one only inside a group (see compiler._pack). */
+    ACTION_ALLOW = 4,
 };
 
 /* Path bytes kept per exec; the LPM key holds the set id plus this. */
@@ -91,6 +95,12 @@ enum action {
  * exec_enforcer.c): a #! script's own file is gone by sched_process_exec, so
  * the exec is held and the daemon resolves the script's path. */
 #define SET_HOLD_SCRIPTS 8
+/* Policies of the set have a default for what no rule of theirs names
+ * (set_defaults): applied once every file of the exec is matched. */
+#define SET_DEFAULTS 16
+
+/* Most policies with a default (other than allow) in one set. */
+#define MAX_DEFAULTS 8
 
 /* cgroup id -> the policy set compiled for it. set_id 0 selects nothing. */
 struct cgroup_value {
@@ -107,6 +117,11 @@ struct config_value {
     u32 trace_all;     /* 1: submit an event for every exec (enforcer trace) */
     u32 hold_new;      /* 1: new cgroups start SET_PENDING (the daemon classifies them) */
     u32 generation;    /* this program's; it acts while liveness says it is in force */
+    /* The host's mount namespace (its inode number): an exec there, in a
+     * container's cgroup, is the runtime's own (runc re-executing itself
+     * before it makes the container's namespaces), and no default applies. */
+    u32 host_mnt_ns;
+    u32 reserved;
 };
 
 struct hit {
@@ -118,7 +133,19 @@ struct hit {
 
 struct match_value {
     u32 count;
+    /* bit i: the set's default policy i (set_defaults.hits[i]) names what
+     * this entry matches, through any of its rules, allow rules included */
+    u32 named;
     struct hit hits[MAX_HITS];
+};
+
+/* set id -> the default of each of its policies that has one: hits[i] (rule
+ * "(default)", target 0) applies to an exec that bit i of no entry it matched
+ * names. */
+struct set_defaults {
+    u32 count;
+    u32 reserved;
+    struct hit hits[MAX_DEFAULTS];
 };
 
 struct name_key {
@@ -151,6 +178,8 @@ struct exec_hits {
     u32 count;
     u32 verdict;       /* VERDICT_* bits of every hit, those past MAX_EXEC_HITS too */
     u32 flags;         /* EXEC_* */
+    u32 named;         /* match_value.named of every entry matched */
+    u32 reserved;
     struct hit hits[MAX_EXEC_HITS];
 };
 

@@ -70,6 +70,8 @@ BPF_HASH(rule_inodes, struct inode_key, struct match_value, MAX_PATH_ENTRIES);
 /* set id -> the hits of every path and dir rule of the set: what a cut path
  * matches (fail closed). */
 BPF_HASH(cut_hits, u32, struct match_value, MAX_CGROUPS);
+/* set id -> the defaults of its policies (SET_DEFAULTS) */
+BPF_HASH(set_defaults, u32, struct set_defaults, MAX_CGROUPS);
 #ifdef HAS_PASS_HOOK
 /* thread id -> the hits of the exec it is in the middle of */
 BPF_TABLE("lru_hash", u32, struct exec_hits, pass_hits, MAX_HELD);
@@ -156,6 +158,7 @@ static __always_inline u32 take_action(struct hit *hit)
 #endif
     if (hit->action == ACTION_KILL)
         return VERDICT_KILL;
+    /* ACTION_ALLOW and ACTION_AUDIT do nothing to the exec. */
     if (hit->action == ACTION_DENY)
         return VERDICT_DENY;
     return 0;
@@ -193,6 +196,7 @@ static __always_inline void add_hits(struct scratch *s, const struct match_value
 {
     if (!match)
         return;
+    s->acc.named |= match->named;
 #pragma clang loop unroll(disable)
     for (u32 i = 0; i < MAX_HITS; i++) {
         if (i >= match->count)
@@ -389,6 +393,40 @@ static __always_inline void reset_hits(struct exec_hits *acc, u32 set_id)
     acc->count = 0;
     acc->verdict = 0;
     acc->flags = 0;
+    acc->named = 0;
+}
+
+/* Whether the caller still runs in the host's mount namespace. */
+static __always_inline int in_host_mount_ns(u32 host_mnt_ns)
+{
+    const char *task = (const char *)bpf_get_current_task();
+    const char *nsproxy = read_ptr(task + OFF_TASK_NSPROXY);
+    const char *mnt_ns = nsproxy ? read_ptr(nsproxy + OFF_NSPROXY_MNT_NS) : 0;
+    u32 inum = 0;
+    if (mnt_ns)
+        bpf_probe_read_kernel(&inum, sizeof(inum), mnt_ns + OFF_MNT_NS_NS + OFF_NS_COMMON_INUM);
+    return inum != 0 && inum == host_mnt_ns;
+}
+
+/* The default of each policy of the set that no entry the exec matched names
+ * (what no rule of that policy names, allow rules included). Not for the
+ * container runtime's own execs in a new container's cgroup, which still run
+ * in the host's mount namespace (see config_value.host_mnt_ns). */
+static __always_inline void add_defaults(struct scratch *s, u32 set_id, u32 host_mnt_ns)
+{
+    struct set_defaults *defaults = set_defaults.lookup(&set_id);
+    if (!defaults || in_host_mount_ns(host_mnt_ns))
+        return;
+#pragma clang loop unroll(disable)
+    for (u32 i = 0; i < MAX_DEFAULTS; i++) {
+        if (i >= defaults->count)
+            break;
+        if (s->acc.named & (1U << i))
+            continue;
+        u32 at = i;
+        barrier_var(at);
+        add_hit(s, &defaults->hits[at & (MAX_DEFAULTS - 1)]);
+    }
 }
 
 typedef const char __user *const __user *argv_t;
@@ -538,6 +576,8 @@ static __always_inline u32 apply_hits(void *ctx, u64 cgroup_id, struct scratch *
         u32 at = i;
         barrier_var(at);
         struct hit hit = s->acc.hits[at & (MAX_EXEC_HITS - 1)];
+        if (hit.action == ACTION_ALLOW)
+            continue;
         count_hit(cgroup_id, &hit);
         submit(ctx, cgroup_id, EVENT_MATCH, &hit, s, invoked, after_exec);
     }
@@ -757,6 +797,8 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
         if (script && (flags & SET_NAMES))
             lookup_invoked_name(s, set_id, filename);
 #endif
+        if (flags & SET_DEFAULTS)
+            add_defaults(s, set_id, cfg->host_mnt_ns);
     }
     u32 verdict = apply_hits(ctx, cgroup_id, s, filename, 1);
     if (cfg->trace_all && s->acc.count == 0) {
@@ -776,6 +818,15 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 }
 
 #ifdef HAS_PASS_HOOK
+/* Whether this pass's file starts with "#!": bprm->buf holds its first bytes
+ * by the time the pass hook runs (prepare_binprm). */
+static __always_inline int starts_with_shebang(const void *bprm)
+{
+    char head[2] = {};
+    bpf_probe_read_kernel(head, sizeof(head), (const char *)bprm + OFF_BPRM_BUF);
+    return head[0] == '#' && head[1] == '!';
+}
+
 /* One binfmt pass (bprm->file is this pass's file: a script, then its
  * interpreter): adds its hits to the thread's. Returns the VERDICT_ bits of
  * every pass so far. The first pass (interp still equal to filename) starts
@@ -809,6 +860,13 @@ static __always_inline u32 on_pass(void *ctx, const void *bprm)
     }
     read_exec_file(s, fields.file);
     match_file(s, set_id, flags, interp, 0);  /* comm is still the caller's */
+#ifdef BACKEND_LSM
+    /* A default deny fails the exec here, before its point of no return, on
+     * the pass whose file is no #! script (the last one): by then every file
+     * of the exec is matched. */
+    if ((flags & SET_DEFAULTS) && !starts_with_shebang(bprm))
+        add_defaults(s, set_id, cfg->host_mnt_ns);
+#endif
     pass_hits.update(&tid, &s->acc);
 #ifdef BACKEND_LSM
     if (s->acc.verdict & VERDICT_DENY) {

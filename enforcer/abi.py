@@ -38,6 +38,7 @@ class Action(IntEnum):
     AUDIT = 1
     KILL = 2
     DENY = 3  # execve fails with EPERM (lsm backend); a kill elsewhere
+    ALLOW = 4  # names the exec for its policy's default; does nothing itself
 
 
 class EventKind(IntEnum):
@@ -57,6 +58,7 @@ class SetFlag(IntFlag):
     PATHS = 2
     INODES = 4
     HOLD_SCRIPTS = 8
+    DEFAULTS = 16
 
 
 class ExecFlag(IntFlag):
@@ -96,6 +98,7 @@ FULL_COUNTERS = 2
 HELD_LOST = 3
 FULL_SLOTS = 4
 MAX_CGROUP_LEVELS = 32
+MAX_DEFAULTS = 8
 COUNTED_BY_DAEMON = 256
 
 HELD_PIN = "held-2"

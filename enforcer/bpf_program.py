@@ -21,7 +21,8 @@ from bcc import BPF
 from enforcer import abi, kernel
 from enforcer.abi import Action, EventKind
 from enforcer.btf import VMLINUX
-from enforcer.compiler import Hit, MapContents
+from enforcer.compiler import GROUP_POLICY_ID, Hit, MapContents
+from enforcer.containers.namespaces import host_mount_namespace
 from enforcer.errors import BpfLoadError, MapWriteError
 from enforcer.kernel import KPROBE_PASS_FUNCTION, Backend
 from enforcer.links import LinkError, LinksUnsupportedError, kprobe_link, tracepoint_link
@@ -143,6 +144,7 @@ class ExecProgram:
         self._batch_left = EVENT_BATCH
         self._maps = MapContents(cgroup_sets={}, host_set_id=abi.NO_SET, names={}, paths={})
         self._set_config(host_set_id=abi.NO_SET, host_flags=0, trace_all=trace_all)
+        self._set_config(host_mnt_ns=host_mount_namespace())
 
     def _table(self, name: str) -> Any:
         return self._bpf[name.encode()]
@@ -202,6 +204,7 @@ class ExecProgram:
         trace_all: bool | None = None,
         hold_new: bool | None = None,
         generation: int | None = None,
+        host_mnt_ns: int | None = None,
     ) -> None:
         table = self._table("config")
         value = table[ctypes.c_int(abi.CONFIG_KEY)]
@@ -217,6 +220,8 @@ class ExecProgram:
             value.hold_new = int(hold_new)
         if generation is not None:
             value.generation = generation
+        if host_mnt_ns is not None:
+            value.host_mnt_ns = host_mnt_ns
         table[ctypes.c_int(abi.CONFIG_KEY)] = value
 
     def hold_new_cgroups(self, on: bool) -> None:
@@ -267,10 +272,11 @@ class ExecProgram:
         base = BANK_BASES[bank]
         old = {name: self._keys_in_bank(name, self._bank) for name in _RULE_MAPS}
         try:
-            self._fill_names(base, maps.names)
-            self._fill_paths(base, maps.paths)
-            self.add_inodes(maps.inodes, base)
-            self._fill_cut(base, maps.cut)
+            self._fill_names(base, maps)
+            self._fill_paths(base, maps)
+            self.add_inodes(maps.inodes, base, maps)
+            self._fill_cut(base, maps)
+            self._fill_defaults(base, maps.defaults)
         except Exception as e:  # bcc raises bare Exception when the kernel refuses a write
             self._clear_bank(bank)
             raise MapWriteError(
@@ -317,38 +323,54 @@ class ExecProgram:
         return [k for k in self._table(map_name) if _set_of_key(k) & BANK_BASES[1] == base]
 
     def add_inodes(
-        self, inodes: Mapping[tuple[int, int, int], tuple[Hit, ...]], base: int | None = None
+        self,
+        inodes: Mapping[tuple[int, int, int], tuple[Hit, ...]],
+        base: int | None = None,
+        maps: MapContents | None = None,
     ) -> None:
         """Inode entries into a bank, by default the one in force (a container joining a set)."""
         base = BANK_BASES[self._bank] if base is None else base
+        maps = self._maps if maps is None else maps
         table = self._table("rule_inodes")
         for (set_id, dev, ino), hits in inodes.items():
             key = table.Key()
             key.set_id, key.dev, key.ino = base + set_id, dev, ino
-            table[key] = _match_value(table, hits)
+            table[key] = _match_value(table, hits, maps.named_mask(set_id, hits))
 
-    def _fill_cut(self, base: int, cut: Mapping[int, tuple[Hit, ...]]) -> None:
+    def _fill_cut(self, base: int, maps: MapContents) -> None:
         table = self._table("cut_hits")
-        for set_id, hits in cut.items():
-            table[ctypes.c_uint32(base + set_id)] = _match_value(table, hits)
+        for set_id, hits in maps.cut.items():
+            table[ctypes.c_uint32(base + set_id)] = _match_value(
+                table, hits, maps.named_mask(set_id, hits)
+            )
 
-    def _fill_names(self, base: int, names: Mapping[tuple[int, str], tuple[Hit, ...]]) -> None:
+    def _fill_defaults(self, base: int, defaults: Mapping[int, tuple[Hit, ...]]) -> None:
+        table = self._table("set_defaults")
+        for set_id, hits in defaults.items():
+            value = table.Leaf()
+            value.count = len(hits)
+            for slot, hit in zip(value.hits, hits, strict=False):
+                slot.policy_id, slot.rule_id = hit.policy_id, hit.rule_id
+                slot.target_id, slot.action = hit.target_id, int(hit.action)
+            table[ctypes.c_uint32(base + set_id)] = value
+
+    def _fill_names(self, base: int, maps: MapContents) -> None:
         table = self._table("rule_names")
-        for (set_id, name), hits in names.items():
+        for (set_id, name), hits in maps.names.items():
             key = table.Key()
             key.set_id = base + set_id
             key.name = name.encode()
-            table[key] = _match_value(table, hits)
+            table[key] = _match_value(table, hits, maps.named_mask(set_id, hits))
 
-    def _fill_paths(self, base: int, paths: Mapping[tuple[int, str], tuple[Hit, ...]]) -> None:
+    def _fill_paths(self, base: int, maps: MapContents) -> None:
         table = self._table("rule_paths")
-        for (set_id, path), hits in paths.items():
+        for (set_id, path), hits in maps.paths.items():
             raw = path.encode()
             key = table.Key()
             key.set_id = base + set_id
             key.prefixlen = 32 + 8 * len(raw)
             ctypes.memmove(ctypes.addressof(key) + type(key).path.offset, raw, len(raw))
-            table[key] = _match_value(table, hits)
+            table[key] = _match_value(table, hits, maps.named_mask(set_id, hits))
 
     def _switch_cgroups(self, base: int, cgroup_sets: Mapping[int, int]) -> None:
         table = self._table("cgroup_sets")
@@ -510,7 +532,7 @@ class ExecProgram:
 
 
 # The rule maps whose keys start with a set id, filled per bank.
-_RULE_MAPS = ("rule_names", "rule_paths", "rule_inodes", "cut_hits")
+_RULE_MAPS = ("rule_names", "rule_paths", "rule_inodes", "cut_hits", "set_defaults")
 # full_maps slots, as status and metrics name them.
 _FULL_SLOTS = {
     "cgroups_unplaced": abi.FULL_CGROUPS,
@@ -539,7 +561,7 @@ def _set_of_key(key: Any) -> int:
 def _has_deny(maps: MapContents) -> bool:
     return any(
         hit.action is Action.DENY
-        for table in (maps.names, maps.paths, maps.inodes)
+        for table in (maps.names, maps.paths, maps.inodes, maps.defaults)
         for hits in table.values()
         for hit in hits
     )
@@ -549,10 +571,13 @@ def _in_bank(base: int, set_id: int) -> int:
     return abi.NO_SET if set_id == abi.NO_SET else base + set_id
 
 
-def _match_value(table: Any, hits: tuple[Hit, ...]) -> Any:
+def _match_value(table: Any, hits: tuple[Hit, ...], named: int) -> Any:
+    """An entry as the kernel holds it: an allow rule's own hit is only its `named` bit."""
     value = table.Leaf()
-    value.count = len(hits)
-    for slot, hit in zip(value.hits, hits, strict=False):
+    acting = [h for h in hits if h.action is not Action.ALLOW or h.policy_id == GROUP_POLICY_ID]
+    value.count = len(acting)
+    value.named = named
+    for slot, hit in zip(value.hits, acting, strict=False):
         slot.policy_id, slot.rule_id = hit.policy_id, hit.rule_id
         slot.target_id, slot.action = hit.target_id, int(hit.action)
     return value

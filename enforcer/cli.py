@@ -272,6 +272,8 @@ def _print_status(result: dict[str, Any]) -> None:
     click.echo(table.render(["POLICY", "MODE", "RULES", "SELECTS"], rows))
     for problem in result["problems"]:
         click.echo(f"problem: {problem}", err=True)
+    for warning in result.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     full = {what: n for what, n in result.get("full_maps", {}).items() if n}
     if full:
         counts = ", ".join(f"{what} {n}" for what, n in sorted(full.items()))
@@ -313,6 +315,26 @@ def trace(backend: str) -> None:
     from enforcer.quick import trace_execs  # noqa: PLC0415
 
     _exit_on_error(lambda: trace_execs(Backend(backend)))
+
+
+@main.command()
+@click.option("--container", "container_ref", help="Container id, unique prefix or name.")
+@click.option("--image", help="Every container whose image matches (a pattern, as in policies).")
+@click.option("--for", "duration", default="60s", show_default=True,
+              help="How long to watch: 90s, 5m, 1h (Ctrl-C ends it sooner).")  # fmt: skip
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="File to write (stdout).")
+@backend_option
+def learn(
+    container_ref: str | None, image: str | None, duration: str, output: Path | None, backend: str
+) -> None:
+    """Watch what runs in a container and write an allowlist policy (audit mode) for it."""
+    from enforcer import learn as learning  # noqa: PLC0415
+
+    def act() -> int:
+        target = learning.resolve_target(container_ref, image)
+        return learning.learn(target, learning.parse_duration(duration), Backend(backend), output)
+
+    _exit_on_error(act)
 
 
 @main.command()

@@ -33,6 +33,7 @@ from enforcer.errors import EnforcerError
 from enforcer.policy.images import image_matches
 from enforcer.policy.model import (
     ContainerSelector,
+    DefaultAction,
     ExecPolicy,
     Mode,
     NamespaceSelector,
@@ -51,6 +52,10 @@ NO_VIEWS: Mapping[str, RootView] = MappingProxyType({})
 GROUP_POLICY_ID = 0
 # The key of the host's own root in `views`.
 HOST_VIEW = ""
+# The rule name of a policy's default in counters, events and metrics.
+DEFAULT_RULE = "(default)"
+# What a default hit names, where a rule hit names its target.
+DEFAULT_TARGET = "(any program no rule names)"
 
 
 class CompileError(EnforcerError):
@@ -147,10 +152,13 @@ class CounterName:
 def describe(ids: Ids, item: IdsOf) -> CounterName:
     """The names behind a hit's ids ("?" for an id this daemon never handed out)."""
     rule = ids.rules.key(item.rule_id)
+    default = rule is not None and rule[1] == DEFAULT_RULE
     return CounterName(
         policy=ids.policies.key(item.policy_id) or f"?{item.policy_id}",
         rule=rule[1] if rule else f"?{item.rule_id}",
-        target=ids.targets.key(item.target_id) or f"?{item.target_id}",
+        target=DEFAULT_TARGET
+        if default
+        else ids.targets.key(item.target_id) or f"?{item.target_id}",
     )
 
 
@@ -177,12 +185,25 @@ class MapContents:
     set_name_lengths: Mapping[int, int] = field(default_factory=dict)
     # A group hit's rule id -> the hits it stands for (see _pack).
     groups: Mapping[int, tuple[Hit, ...]] = field(default_factory=dict)
+    # set -> the default hit of each of its policies whose default is not
+    # allow, in the order of match_value.named's bits (at most MAX_DEFAULTS).
+    defaults: Mapping[int, tuple[Hit, ...]] = field(default_factory=dict)
 
     def expand(self, hit: Hit) -> tuple[Hit, ...]:
         """The rules' own hits behind one hit: itself, or a group's members."""
         if hit.policy_id != GROUP_POLICY_ID:
             return (hit,)
         return self.groups.get(hit.rule_id, (hit,))
+
+    def named_mask(self, set_id: int, hits: Iterable[Hit]) -> int:
+        """match_value.named of an entry with these hits: the defaults its rules' policies own."""
+        order = {d.policy_id: i for i, d in enumerate(self.defaults.get(set_id, ()))}
+        mask = 0
+        for hit in hits:
+            for member in self.expand(hit):
+                if member.policy_id in order:
+                    mask |= 1 << order[member.policy_id]
+        return mask
 
     def flags_of(self, set_id: int) -> int:
         return self.set_flags.get(set_id, 0)
@@ -249,6 +270,7 @@ def compile_policies(
     for key, set_id in set_ids.items():
         for policy_name in sorted(key.members):
             _add_policy(by_policy[policy_name], set_id, ids, dict(key.resolution), tables)
+        tables.add_defaults(set_id, [by_policy[name] for name in sorted(key.members)])
     for cgroup_id, key in cgroup_keys.items():
         if key in set_ids:
             tables.add_inodes(set_ids[key], views.get(owners[cgroup_id], {}))
@@ -316,6 +338,7 @@ class _Tables:
         self.cut: dict[int, list[Hit]] = defaultdict(list)
         self.flags: dict[int, int] = defaultdict(int)
         self.name_lengths: dict[int, int] = defaultdict(int)
+        self.defaults: dict[int, tuple[Hit, ...]] = {}
         # (set, path as written) -> its hits, for the files it resolved to.
         self.by_path_target: dict[tuple[int, str], list[Hit]] = defaultdict(list)
 
@@ -326,7 +349,8 @@ class _Tables:
             self.name_lengths[set_id] |= 1 << len(key.encode())
             return
         self.paths[(set_id, key)].append(hit)
-        self.cut[set_id].append(hit)
+        if hit.action is not Action.ALLOW:  # a cut path is never one an allow rule names
+            self.cut[set_id].append(hit)
         self.flags[set_id] |= SetFlag.PATHS
         if hit.action is not Action.AUDIT:
             self.flags[set_id] |= SetFlag.HOLD_SCRIPTS
@@ -335,6 +359,28 @@ class _Tables:
             # the set later may bring some (see inode_entries).
             self.flags[set_id] |= SetFlag.INODES
             self.by_path_target[(set_id, target.value)].append(hit)
+
+    def add_defaults(self, set_id: int, policies: Sequence[ExecPolicy]) -> None:
+        """The defaults of a set's policies: one hit each, rule "(default)", target 0."""
+        hits = tuple(
+            Hit(
+                policy_id=self.ids.policies.number(p.name),
+                rule_id=self.ids.rules.number((p.name, DEFAULT_RULE)),
+                target_id=0,
+                action=_action(p.spec.mode, RuleAction(p.spec.default.value)),
+            )
+            for p in policies
+            if p.spec.default is not DefaultAction.ALLOW
+        )
+        if len(hits) > abi.MAX_DEFAULTS:
+            names = ", ".join(p.name for p in policies if p.spec.default is not DefaultAction.ALLOW)
+            raise CompileError(
+                f"{len(hits)} policies with a default select the same containers ({names}); "
+                f"the kernel holds at most {abi.MAX_DEFAULTS} per container: merge some of them"
+            )
+        if hits:
+            self.defaults[set_id] = hits
+            self.flags[set_id] |= SetFlag.DEFAULTS
 
     def add_inodes(self, set_id: int, view: RootView) -> None:
         """The files this root's policy paths resolved to, with those paths' hits."""
@@ -356,6 +402,7 @@ class _Tables:
             set_flags=dict(self.flags),
             set_name_lengths=dict(self.name_lengths),
             groups=dict(self.groups),
+            defaults=dict(self.defaults),
         )
 
     def _freeze(self, table: Mapping[EntryKey, list[Hit]]) -> dict[EntryKey, tuple[Hit, ...]]:
@@ -555,6 +602,8 @@ def _resolved_key(target: Target, key: str, canonical: Mapping[str, str]) -> str
 
 def _action(mode: Mode, action: RuleAction) -> Action:
     """A rule's action with its policy's mode folded in: audit mode only audits."""
+    if action is RuleAction.ALLOW:
+        return Action.ALLOW
     if mode is not Mode.ENFORCE or action is RuleAction.AUDIT:
         return Action.AUDIT
     return Action.DENY if action is RuleAction.DENY else Action.KILL
@@ -585,4 +634,4 @@ def _inherit_dir_hits(paths: dict[tuple[int, str], list[Hit]]) -> dict[tuple[int
 
 
 EntryKey = TypeVar("EntryKey", tuple[int, str], tuple[int, int, int])
-_STRICTNESS = {Action.KILL: 0, Action.DENY: 1, Action.AUDIT: 2}
+_STRICTNESS = {Action.KILL: 0, Action.DENY: 1, Action.AUDIT: 2, Action.ALLOW: 3}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from enforcer import abi
 from enforcer.abi import Action
 from enforcer.compiler import Hit, MapContents, path_targets
-from enforcer.policy.model import ExecPolicy
+from enforcer.policy.model import DefaultAction, ExecPolicy, RuleAction
 from enforcer.resolve import RootView
 
 
@@ -29,11 +29,15 @@ class FileIdentity:
     path_cut: bool = False  # the kernel's walk did not reach the root
 
 
-def decide(maps: MapContents, set_id: int, files: Iterable[FileIdentity]) -> tuple[Hit, ...]:
+def decide(
+    maps: MapContents, set_id: int, files: Iterable[FileIdentity], *, runtime_exec: bool = False
+) -> tuple[Hit, ...]:
     """The hits the kernel would have reported, one per (policy, rule).
 
     A held exec is already past the hook, so a deny rule can only kill it:
-    its hits say kill, as the non-LSM hooks' do.
+    its hits say kill, as the non-LSM hooks' do. `runtime_exec`: the exec
+    runs in the host's mount namespace (the runtime's own), where no default
+    applies.
     """
     if set_id == abi.NO_SET:
         return ()
@@ -42,8 +46,14 @@ def decide(maps: MapContents, set_id: int, files: Iterable[FileIdentity]) -> tup
         for found in _file_hits(maps, set_id, file):
             for hit in maps.expand(found):
                 hits.setdefault((hit.policy_id, hit.rule_id), hit)
+    named = {policy_id for policy_id, _ in hits}
+    for default in () if runtime_exec else maps.defaults.get(set_id, ()):
+        if default.policy_id not in named:  # no rule of its policy names the exec
+            hits[(default.policy_id, default.rule_id)] = default
     return tuple(
-        replace(h, action=Action.KILL) if h.action is Action.DENY else h for h in hits.values()
+        replace(h, action=Action.KILL) if h.action is Action.DENY else h
+        for h in hits.values()
+        if h.action is not Action.ALLOW
     )
 
 
@@ -87,13 +97,25 @@ class AnyRule:
 
     def __init__(self, policies: Iterable[ExecPolicy]) -> None:
         policies = list(policies)
-        matches = [rule.match for policy in policies for rule in policy.spec.rules]
+        # A default other than allow may apply to any program: each is named.
+        self._any_default = any(p.spec.default is not DefaultAction.ALLOW for p in policies)
+        matches = [
+            rule.match
+            for policy in policies
+            for rule in policy.spec.rules
+            if rule.action is not RuleAction.ALLOW
+        ]
         self._names = {name for m in matches for name in m.names}
         self._paths = {path for m in matches for path in m.paths}
         self._dirs = {d for m in matches for d in m.dirs}
         self.targets = path_targets(policies)
 
-    def names(self, files: Sequence[FileIdentity], view: RootView) -> bool:
+    def names(
+        self, files: Sequence[FileIdentity], view: RootView, *, runtime_exec: bool = False
+    ) -> bool:
+        """Whether a rule (or a default, except for the runtime's own execs) names the files."""
+        if self._any_default and not runtime_exec:
+            return True
         return any(self._names_file(file, view) for file in files)
 
     def _names_file(self, file: FileIdentity, view: RootView) -> bool:

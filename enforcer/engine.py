@@ -39,6 +39,7 @@ from enforcer.policy.loader import LoadedPolicy, LoadResult, PolicyProblem
 from enforcer.policy.model import ExecPolicy
 from enforcer.resolve import HOST_ROOT, ResolveError, RootView, container_root, root_view
 from enforcer.stats import nest_counts
+from enforcer.writable import MAX_WARNINGS, writable_allowed
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +381,10 @@ class Engine:
                 while len(self._departed) > MAX_COUNTERS:
                     self._departed.popitem(last=False)
 
+    def container_of(self, cgroup_id: int) -> Container | None:
+        """The container a cgroup is (in), as placed; None for the host's and unknown ones."""
+        return self._cgroup_owner.get(cgroup_id)
+
     def owner(self, cgroup_id: int) -> tuple[str, str]:
         """(container id, container name) of a cgroup, or ("host", "") for the rest."""
         container = self._cgroup_owner.get(cgroup_id) or self._departed.get(cgroup_id)
@@ -518,6 +523,17 @@ class Engine:
     def _policy_names(self) -> list[str]:
         return [p.policy.name for p in self.policies]
 
+    def _warnings(self, compiled: Compiled | None) -> list[str]:
+        """Allowed files that their container can overwrite (see enforcer.writable)."""
+        if compiled is None:
+            return []
+        chosen = {s.policy: s.container_ids for s in compiled.selections}
+        warnings: list[str] = []
+        for loaded in self.policies:
+            policy = loaded.policy
+            warnings += writable_allowed(policy, self.containers, chosen.get(policy.name, ()))
+        return warnings[:MAX_WARNINGS]
+
     def status(self, backend: str, reason: str, enforcing: bool) -> dict[str, object]:
         with self._lock:
             compiled = self.compiled
@@ -533,6 +549,7 @@ class Engine:
                     zip(("kill", "stop"), self._program.signal_errors(), strict=True)
                 ),
                 "policies": [_policy_status(p, compiled, self.containers) for p in self.policies],
+                "warnings": self._warnings(compiled),
                 "problems": [str(p) for p in self.problems],
                 "enforce_error": self.enforce_error,
                 "policy_files_with_problems": len({p.file for p in self.problems}),

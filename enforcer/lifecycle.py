@@ -39,6 +39,7 @@ from enforcer.abi import ExecFlag
 from enforcer.compiler import Hit
 from enforcer.containers.cgroup import cgroup_dir, cgroup_v2_path_of_pid, find_cgroup2_mount
 from enforcer.containers.model import Container
+from enforcer.containers.namespaces import in_host_mount_namespace
 from enforcer.decision import FileIdentity, decide, kills
 from enforcer.engine import Denial, Engine
 from enforcer.errors import EnforcerError
@@ -260,27 +261,28 @@ class Lifecycle:
         log.debug("held %r pid %d in cgroup %d: set %s",
                   held.path, held.pid, held.cgroup_id, set_number)  # fmt: skip
         files = held_files(held)
+        runtime = in_host_mount_namespace(held.pid)  # the runtime's own exec: no default
         if engine.unplaceable(held.cgroup_id):
             # Its policies could not be compiled: any rule that names it kills it.
-            named = engine.any_rule.names(files, self._view(held.pid))
+            named = engine.any_rule.names(files, self._view(held.pid), runtime_exec=runtime)
             self._let_go(held.pid, signal.SIGKILL if named else signal.SIGCONT, held.cgroup_id)
             return []
         if set_number is None:
-            named = engine.any_rule.names(files, self._view(held.pid))
+            named = engine.any_rule.names(files, self._view(held.pid), runtime_exec=runtime)
             if final or not named:
                 self._let_go(held.pid, signal.SIGCONT, held.cgroup_id)
             else:
                 self._queue(held.cgroup_id, held.pid)
             return []
         if engine.metadata_unknown(held.cgroup_id) and engine.any_rule.names(
-            files, self._view(held.pid)
+            files, self._view(held.pid), runtime_exec=runtime
         ):
             log.error("killed %s (pid %d): a policy names it and the container's runtime did not "
                       "say whether that policy selects it", held.path, held.pid)  # fmt: skip
             self._let_go(held.pid, signal.SIGKILL, held.cgroup_id)
             return []
         compiled = engine.compiled
-        hits = decide(compiled.maps, set_number, files) if compiled else ()
+        hits = decide(compiled.maps, set_number, files, runtime_exec=runtime) if compiled else ()
         self._program.add_counts(held.cgroup_id, hits)
         comm, uid = _comm_and_uid(held.pid)
         argv = _argv(held.pid)  # stopped after its exec: /proc shows the new program's

@@ -25,3 +25,22 @@ def pid_and_net_namespaces(
     if pid is None:
         return None, None
     return namespace_inode(pid, "pid", proc), namespace_inode(pid, "net", proc)
+
+
+def host_mount_namespace() -> int:
+    """The host's mount namespace: init's, else (init's hidden) this process's own.
+
+    A service runs in the host's; a DaemonSet pod sees init's (hostPID).
+    """
+    return namespace_inode(1, "mnt") or namespace_inode(os.getpid(), "mnt") or 0
+
+
+def in_host_mount_namespace(pid: int) -> bool:
+    """Whether a process still runs in the host's mount namespace.
+
+    In a new container's cgroup that is the runtime's own work (runc
+    re-executing itself before it makes the container's namespaces), never
+    the container's: no policy default applies to it.
+    """
+    inode = namespace_inode(pid, "mnt")
+    return inode is not None and inode == host_mount_namespace()

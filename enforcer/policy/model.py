@@ -88,6 +88,22 @@ class RuleAction(StrEnum):
     KILL = "kill"
     DENY = "deny"
     AUDIT = "audit"
+    # Names the program for its policy's `default`, and does nothing else.
+    ALLOW = "allow"
+
+
+class DefaultAction(StrEnum):
+    """What a policy does to an exec that none of its rules names (`spec.default`).
+
+    `allow` (the default) leaves it alone; the others act as a rule with that
+    action would. With `kill` or `deny`, the policy is an allowlist: only what
+    its rules name may run.
+    """
+
+    KILL = "kill"
+    DENY = "deny"
+    AUDIT = "audit"
+    ALLOW = "allow"
 
 
 def _check_text(value: str) -> str:
@@ -560,7 +576,20 @@ class Spec(BaseModel):
 
     mode: Mode = Mode.ENFORCE
     selector: Selector
+    default: DefaultAction = DefaultAction.ALLOW
     rules: tuple[Rule, ...]
+
+    @model_validator(mode="after")
+    def _no_host_allowlist(self) -> Spec:
+        stops = self.default in (DefaultAction.KILL, DefaultAction.DENY)
+        if stops and self.mode is Mode.ENFORCE and self.selector.host:
+            raise located_error(
+                f"default: {self.default} with host: true would stop every host program that "
+                "no rule names, the system's own among them; select containers, or use "
+                "default: audit (or mode: audit) to see what the host runs",
+                "default",
+            )
+        return self
 
     @field_validator("rules")
     @classmethod

@@ -6,6 +6,7 @@ program made for the test.
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import signal
@@ -19,10 +20,12 @@ from conftest import bpf_unavailable_reason, requested_backend
 
 from enforcer import abi, kernel
 from enforcer.compiler import compile_policies
-from enforcer.containers import cgroup_v2_path_of_pid, find_cgroup2_mount
+from enforcer.containers import Container, cgroup_v2_path_of_pid, find_cgroup2_mount
 from enforcer.policy.model import ExecPolicy
 
 pytestmark = pytest.mark.root
+
+KILLED = -signal.SIGKILL
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +158,90 @@ def test_a_full_counters_map_still_kills_and_counts_what_it_lost(
 
     assert subprocess.run([str(tmp_path / name)], check=False).returncode == -signal.SIGKILL
     assert program.full_maps()["uncounted_hits"] == 2
+
+
+def exec_in_cgroup(
+    cgroup: Path, path: Path, *, own_mounts: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Execs `path` from a process in `cgroup`, as a container process would.
+
+    In a mount namespace of its own, as every container process is: an exec
+    in the host's mount namespace is the runtime's own work, which no
+    default applies to.
+    """
+    script = f'echo $$ > "{cgroup}/cgroup.procs" && exec "{path}"'
+    argv = ["/bin/sh", "-c", script]
+    if own_mounts:
+        argv = ["unshare", "--mount", "--propagation", "unchanged", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+ALLOWLIST = {
+    "apiVersion": "enforcer/v1",
+    "kind": "ExecPolicy",
+    "metadata": {"name": "allowlist"},
+    "spec": {
+        "selector": {"allContainers": True},
+        "default": "kill",
+        "rules": [
+            {"name": "tools", "action": "allow", "match": {"dirs": ["{tools}"]}},
+            {"name": "no-env", "action": "kill", "match": {"names": ["env"]}},
+        ],
+    },
+}
+
+
+def test_an_allowlist_kills_what_it_does_not_name_in_its_container(
+    program: Any, tmp_path: Path
+) -> None:
+    tools, elsewhere = tmp_path / "tools", tmp_path / "elsewhere"
+    for directory in (tools, elsewhere):
+        directory.mkdir()
+        for name in ("true", "env"):
+            shutil.copy2(f"/usr/bin/{name}", directory / name)
+    cgroup = find_cgroup2_mount() / f"enforcer-test-{secrets.token_hex(4)}"
+    cgroup.mkdir()
+    try:
+        container = Container(id="c" * 64, runtime="runc", cgroup_ids=(cgroup.stat().st_ino,))
+        spec = json.loads(json.dumps(ALLOWLIST).replace("{tools}", str(tools)))
+        program.apply(compile_policies([ExecPolicy.model_validate(spec)], [container]).maps)
+
+        assert exec_in_cgroup(cgroup, tools / "true").returncode == 0
+        assert exec_in_cgroup(cgroup, elsewhere / "true").returncode == KILLED  # the default
+        # A kill rule beats the allow.
+        assert exec_in_cgroup(cgroup, tools / "env").returncode == KILLED
+        # The runtime's own exec (runc re-executing itself before it makes the
+        # container's namespaces): rules apply, the default does not.
+        assert exec_in_cgroup(cgroup, elsewhere / "true", own_mounts=False).returncode == 0
+        assert exec_in_cgroup(cgroup, tools / "env", own_mounts=False).returncode == KILLED
+        # The host is no container: nothing there is touched.
+        assert subprocess.run([str(elsewhere / "true")], check=False).returncode == 0
+        rules = sorted(k.rule_id for k in program.counters())
+        assert len(set(rules)) == 2 and sum(program.counters().values()) == 3
+    finally:
+        cgroup.rmdir()
+
+
+def test_a_default_deny_fails_the_exec_where_the_kernel_can_and_kills_elsewhere(
+    program: Any, tmp_path: Path
+) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    shutil.copy2("/usr/bin/true", tools / "true")
+    shutil.copy2("/usr/bin/true", tmp_path / "other")
+    cgroup = find_cgroup2_mount() / f"enforcer-test-{secrets.token_hex(4)}"
+    cgroup.mkdir()
+    try:
+        container = Container(id="d" * 64, runtime="runc", cgroup_ids=(cgroup.stat().st_ino,))
+        spec = json.loads(json.dumps(ALLOWLIST).replace("{tools}", str(tools)))
+        spec["spec"]["default"] = "deny"
+        program.apply(compile_policies([ExecPolicy.model_validate(spec)], [container]).maps)
+        result = exec_in_cgroup(cgroup, tmp_path / "other")
+        if program.info.backend is kernel.Backend.LSM:
+            assert result.returncode == 126 and "Operation not permitted" in result.stderr
+        else:
+            assert result.returncode == KILLED
+        assert exec_in_cgroup(cgroup, tools / "true").returncode == 0
+        assert sum(program.counters().values()) == 1
+    finally:
+        cgroup.rmdir()

@@ -49,6 +49,7 @@ def test_sizes_match_header() -> None:
         "FULL_SLOTS",
         "MAX_CGROUP_LEVELS",
         "COUNTED_BY_DAEMON",
+        "MAX_DEFAULTS",
     ]
     assert {n: defines[n] for n in names} == {n: getattr(abi, n) for n in names}
 

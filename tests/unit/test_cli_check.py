@@ -128,7 +128,7 @@ def test_invalid_action_lists_the_allowed_values(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     message = problem_line(result.stderr, file, 12, "spec.rules[0].action")
-    assert "'kill', 'deny' or 'audit'" in message
+    assert "'kill', 'deny', 'audit' or 'allow'" in message
 
 
 @pytest.mark.parametrize(

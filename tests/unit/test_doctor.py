@@ -39,7 +39,7 @@ def test_a_kernel_with_everything_passes_every_check_and_gets_lsm() -> None:
     assert diagnosis.choice is not None and diagnosis.choice.backend is Backend.LSM
     assert diagnosis.enforcement_possible
     offset = LAYOUT.offset("linux_binprm", "file")
-    assert "offsets of the 30 struct fields" in checks(DEBIAN)["btf"].seen
+    assert "offsets of the 35 struct fields" in checks(DEBIAN)["btf"].seen
     assert f"linux_binprm.file at {offset}" in checks(DEBIAN)["btf"].seen
 
 

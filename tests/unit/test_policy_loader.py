@@ -131,7 +131,7 @@ def test_audit_mode_with_host_and_all_containers_loads() -> None:
         ),
         ({14: "        names: whoami"}, 14, "spec.rules[0].match.names", "must be a list"),
         ({14: "        names: [123]"}, 14, "spec.rules[0].match.names[0]", "put quotes"),
-        ({12: "      action: block"}, 12, "spec.rules[0].action", "'kill', 'deny' or 'audit'"),
+        ({12: "      action: block"}, 12, "spec.rules[0].action", "'audit' or 'allow'"),
         ({6: "  mode: enforcing"}, 6, "spec.mode", "'enforce' or 'audit'"),
         ({1: "apiVersion: enforcer/v2"}, 1, "apiVersion", "'enforcer/v1'"),
         ({2: "kind: Policy"}, 2, "kind", "'ExecPolicy'"),
@@ -199,7 +199,8 @@ def test_unknown_key_suggestion_respects_camel_case() -> None:
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     problem = only_problem(edited({6: "  replicas: 3"}))
     assert (problem.line, problem.field) == (6, "spec.replicas")
-    assert problem.message == "unknown key 'replicas'; allowed keys here: mode, selector, rules"
+    allowed = "mode, selector, default, rules"
+    assert problem.message == f"unknown key 'replicas'; allowed keys here: {allowed}"
 
 
 def test_missing_key_is_reported_on_the_mapping_that_lacks_it() -> None:

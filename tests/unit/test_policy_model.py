@@ -54,7 +54,7 @@ def test_defaults_are_enforce_and_kill() -> None:
 
 def test_enum_values_are_the_yaml_words() -> None:
     assert [m.value for m in Mode] == ["enforce", "audit"]
-    assert [a.value for a in RuleAction] == ["kill", "deny", "audit"]
+    assert [a.value for a in RuleAction] == ["kill", "deny", "audit", "allow"]
 
 
 def test_models_are_frozen_and_hashable() -> None:
