@@ -338,6 +338,14 @@ def learn(
 
 
 @main.command()
+def schema() -> None:
+    """Print the JSON Schema of an ExecPolicy, for editors (yaml-language-server) and CI."""
+    from enforcer.policy.schema import policy_schema  # noqa: PLC0415
+
+    click.echo(json.dumps(policy_schema(), indent=2))
+
+
+@main.command()
 @json_option
 def doctor(as_json: bool) -> None:
     """What this kernel offers, the backend enforcer would use and why; exit 0 if it can enforce."""
