@@ -9,12 +9,12 @@ PY := $(VENV)/bin/python
 KVER := $(shell uname -r)
 # Debian packages enforcer needs at run time, and those its tests use.
 RUN_PACKAGES := python3-bpfcc python3-venv python3-pip bpftool
-TEST_PACKAGES := runc busybox-static gcc libc6-dev podman debootstrap
+TEST_PACKAGES := runc busybox-static gcc libc6-dev podman debootstrap mmdebstrap catatonit kubernetes-client
 # And those only the benchmarks use: bcc's execsnoop to compare with, matplotlib for the plot.
 BENCH_PACKAGES := bpfcc-tools python3-matplotlib
 POLICIES ?= policies
 
-.PHONY: all setup packages headers venv run test test-image unit lint bench bench-smoke clean
+.PHONY: all setup packages headers venv run test test-image image unit lint bench bench-smoke clean
 
 all: test
 
@@ -73,7 +73,7 @@ unit: venv
 # test-vm first: the VM tests (about 20 minutes) then have both cores.
 # test-image before them: a build that fails (no mirror) stops the run at once,
 # not after those 20 minutes.
-test: setup lint test-image test-vm
+test: setup lint test-image image test-vm
 	$(PY) -m pytest tests
 
 # The Debian 12 root filesystem the integration tests run as a podman image,
@@ -82,6 +82,13 @@ test: setup lint test-image test-vm
 # checkout, so `make clean` and a fresh clone keep it. Reused once built.
 test-image: packages
 	tests/images/debian_rootfs.sh
+
+# The agent's container image, localhost/enforcer:<version> (deploy/image/):
+# a Debian bookworm root filesystem made by mmdebstrap from Debian's packages,
+# the package installed in it, imported into podman. No registry is needed;
+# rebuilt only when its sources change (about 90 s).
+image: venv packages
+	deploy/image/build.sh
 
 # The benchmark suite (bench/README.md): `make bench` measures and rewrites
 # bench/README.md, results.json and results.png; `make bench-smoke` only checks

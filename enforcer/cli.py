@@ -77,6 +77,11 @@ def main(log_json: bool, verbose: bool) -> None:
     help="After the daemon is gone this long, new containers' first execs are no longer held "
     "for it to check.",
 )  # fmt: skip
+@click.option(
+    "--hold-after-stop", "hold_after_stop_s", type=click.FloatRange(min=0), metavar="SECONDS",
+    help="With --keep-on-exit, how long after a stop new containers' first execs are still "
+    "held (default: --hold-grace). 0 in a pod: the next agent starts in a new container.",
+)  # fmt: skip
 def run(
     *,
     policy_paths: tuple[Path, ...],
@@ -88,6 +93,7 @@ def run(
     event_log: str | None,
     keep_on_exit: bool,
     hold_grace_s: float,
+    hold_after_stop_s: float | None,
 ) -> None:
     """Run the enforcer in the foreground until SIGTERM or Ctrl-C (SIGHUP reloads)."""
     from enforcer.daemon import Daemon, DaemonOptions  # noqa: PLC0415
@@ -103,6 +109,7 @@ def run(
         event_log=event_log,
         keep_on_exit=keep_on_exit,
         hold_grace_s=hold_grace_s,
+        hold_after_stop_s=hold_after_stop_s,
     )
     _exit_on_error(lambda: Daemon(options).run())
 

@@ -86,6 +86,10 @@ class DaemonOptions:
     # With no daemon alive for this long, new cgroups' execs are no longer held
     # (they would wait for no one); each turn of the main loop renews it.
     hold_grace_s: float = HOLD_GRACE_S
+    # After a stop that keeps the program enforcing, new cgroups' execs are
+    # held this long (None: as long as hold_grace_s). 0 where the next daemon
+    # itself starts in a new cgroup (a pod): it must not wait for itself.
+    hold_after_stop_s: float | None = None
 
 
 @dataclass
@@ -204,7 +208,9 @@ class Daemon:
         # Kept on exit, the program goes on holding new cgroups' execs for the
         # next daemon to settle; else what is still held is let go.
         keep = self.options.keep_on_exit
-        running.callback(lambda: self._log_denials(lifecycle.close(release_undecided=not keep)))
+        # With no hold after a stop, nothing held is left for a next daemon.
+        release = not keep or self.options.hold_after_stop_s == 0
+        running.callback(lambda: self._log_denials(lifecycle.close(release_undecided=release)))
         if not keep:
             running.callback(program.hold_new_cgroups, False)
         # Before discovery: a cgroup made after it is caught as pending.
@@ -277,6 +283,9 @@ class Daemon:
             if keepalive is not None and time.monotonic() - last_keepalive >= keepalive:
                 self._notify.watchdog()
                 last_keepalive = time.monotonic()
+        # At once, not once stopped: a next daemon may be starting already.
+        if self.options.keep_on_exit and (after := self.options.hold_after_stop_s) is not None:
+            program.keep_holding_until(time.monotonic_ns() + int(after * 1e9))
 
     def _reopen_event_log(self) -> None:
         """After logrotate moved it; on failure the old file goes on being written."""

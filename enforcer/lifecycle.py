@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ from enforcer.resolve import ResolveError, RootView, kernel_dev, resolve_in_root
 log = logging.getLogger(__name__)
 
 Identify = Callable[[str, int | None], Container | None]
+# How long a held process may take to stop before it is continued all the same.
+STOP_WAIT_S = 0.5
 
 
 class HeldExecLike(Protocol):
@@ -315,7 +318,8 @@ class Lifecycle:
             self._release(pid)
             return
         try:
-            if cgroup_id is None or _stopped(pid) or _in_cgroup(pid, cgroup_id):
+            stopped = _wait_stopped(pid) if signum == signal.SIGCONT else _stopped(pid)
+            if cgroup_id is None or stopped or _in_cgroup(pid, cgroup_id):
                 signal.pidfd_send_signal(pidfd, signum)
             else:
                 log.warning("pid %d is no longer the exec held in cgroup %d: not signalled",
@@ -426,6 +430,21 @@ def _stopped(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[:1] == ["T"]
+
+
+def _wait_stopped(pid: int) -> bool:
+    """Waits (briefly) until a held process has stopped; whether it has.
+
+    The kernel's SIGSTOP may be delivered a moment after the event that
+    reported the hold (bpf_send_signal defers it in some contexts): a SIGCONT
+    sent before it would be undone by it, and the process stay stopped.
+    """
+    deadline = time.monotonic() + STOP_WAIT_S
+    while not _stopped(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
+    return True
 
 
 def _in_cgroup(pid: int, cgroup_id: int) -> bool:
