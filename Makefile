@@ -9,7 +9,10 @@ PY := $(VENV)/bin/python
 KVER := $(shell uname -r)
 # Debian packages enforcer needs at run time, and those its tests use.
 RUN_PACKAGES := python3-bpfcc python3-venv python3-pip bpftool
-TEST_PACKAGES := runc busybox-static gcc libc6-dev podman debootstrap mmdebstrap catatonit kubernetes-client
+# kubectl (for `kubectl kustomize`) from Debian, unless one is installed already
+# (another vendor's package of it would conflict).
+KUBECTL_PACKAGE := $(if $(shell command -v kubectl),,kubernetes-client)
+TEST_PACKAGES := runc busybox-static gcc libc6-dev podman debootstrap mmdebstrap catatonit $(KUBECTL_PACKAGE)
 # And those only the benchmarks use: bcc's execsnoop to compare with, matplotlib for the plot.
 BENCH_PACKAGES := bpfcc-tools python3-matplotlib
 POLICIES ?= policies
