@@ -89,7 +89,7 @@ test-image: packages
 # The agent's container image, localhost/enforcer:<version> (deploy/image/):
 # a Debian bookworm root filesystem made by mmdebstrap from Debian's packages,
 # the package installed in it, imported into podman. No registry is needed;
-# rebuilt only when its sources change (about 90 s).
+# rebuilt only when its sources change (110 to 200 s here).
 image: venv packages
 	deploy/image/build.sh
 

@@ -113,6 +113,7 @@ class Daemon:
 
     def run(self) -> int:
         kernel.require_root()
+        kernel.require_node_pid_namespace()
         kernel.ensure_mounts()
         facts = kernel.probe()
         self.choice = kernel.choose_backend(facts, self.options.backend)

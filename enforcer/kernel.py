@@ -117,7 +117,7 @@ def ensure_mounts() -> None:
     the lockdown mode, and a kernel may lack it.
     """
     for fstype, target in (("debugfs", DEBUGFS), ("tracefs", TRACEFS), ("bpf", BPFFS)):
-        if _is_mounted(target):
+        if _is_mounted(target, fstype):
             continue
         command = ["mount", "-t", fstype, fstype, str(target)]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -127,15 +127,24 @@ def ensure_mounts() -> None:
                 "Run as root, or mount it yourself before starting enforcer."
             )
         log.info("mounted %s on %s", fstype, target)
-    if not _is_mounted(SECURITYFS) and SECURITYFS.is_dir():
+    if not _is_mounted(SECURITYFS, "securityfs") and SECURITYFS.is_dir():
         command = ["mount", "-t", "securityfs", "securityfs", str(SECURITYFS)]
         if subprocess.run(command, capture_output=True, check=False).returncode == 0:
             log.info("mounted securityfs on %s", SECURITYFS)
 
 
-def _is_mounted(target: Path) -> bool:
-    mounts = Path("/proc/self/mounts").read_text().splitlines()
-    return any(line.split()[1] == str(target) for line in mounts if len(line.split()) > 1)
+def _is_mounted(target: Path, fstype: str) -> bool:
+    """Whether `fstype` is what `target` shows: the last mount there is the one on top.
+
+    A mount point alone is not enough: a pod's bind mount of the node's
+    empty /sys/kernel/tracing is one, with no tracefs in it.
+    """
+    on_target = [
+        fields[2]
+        for fields in (line.split() for line in Path("/proc/self/mounts").read_text().splitlines())
+        if len(fields) > 2 and fields[1] == str(target)
+    ]
+    return bool(on_target) and on_target[-1] == fstype
 
 
 def tracefs_root() -> Path:
@@ -353,9 +362,36 @@ def choose_backend(facts: KernelFacts, requested: Backend = Backend.AUTO) -> Bac
     )
 
 
+# /proc/PID/stat's flags (field 9): the task is a kernel thread.
+_PF_KTHREAD = 0x00200000
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise KernelSupportError("loading BPF programs needs root; run this command with sudo")
+
+
+def require_node_pid_namespace(proc: Path = Path("/proc")) -> None:
+    """Refuses to run in a pid namespace of its own.
+
+    The BPF programs report pids as the node's initial pid namespace numbers
+    them, and held execs are let go or killed by those pids: from a nested
+    pid namespace the kernel refuses every such signal (EINVAL), and what
+    is held would stay stopped. Only the initial namespace shows kernel
+    threads (kthreadd is pid 2), and its /proc must be this process's own.
+    """
+    try:
+        fields = (proc / "2" / "stat").read_text().rpartition(")")[2].split()
+        kernel_thread = int(fields[6]) & _PF_KTHREAD != 0
+        own_proc = os.readlink(proc / "self") == str(os.getpid())
+    except (OSError, ValueError, IndexError):
+        kernel_thread = own_proc = False
+    if not (kernel_thread and own_proc):
+        raise KernelSupportError(
+            "enforcer runs in a pid namespace of its own: it could not signal the execs it "
+            "holds. Run it in the node's pid namespace: hostPID: true in a pod, --pid=host "
+            "with podman or docker"
+        )
 
 
 # --- the LSM load test: one empty program through the bpf() system call ---

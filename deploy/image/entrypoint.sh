@@ -31,14 +31,26 @@ if [ ! -e "/lib/modules/$release/build/include" ]; then
     fi
 fi
 
-# bpffs and tracefs, where neither the node nor the runtime mounted them.
-mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+# bpffs and tracefs, where neither the node nor the runtime mounted them. A
+# hostPath of the node's empty directory is a mount point with nothing in it:
+# the filesystem's type tells.
+if [ "$(stat -f -c %T /sys/fs/bpf)" != bpf_fs ]; then
+    mount -t bpf bpf /sys/fs/bpf
+    echo "enforcer-entrypoint: the node has no bpffs at /sys/fs/bpf: pinned programs" \
+         "outlive this pod only where the mount propagates to the node (Bidirectional)" >&2
+fi
 tracefs=/sys/kernel/tracing
-mountpoint -q "$tracefs" || mount -t tracefs tracefs "$tracefs" 2>/dev/null || true
+[ "$(stat -f -c %T "$tracefs")" = tracefs ] || mount -t tracefs tracefs "$tracefs" 2>/dev/null || true
 
 # Container cgroup paths as the node sees them: enter the node's cgroup
-# namespace where the pod has one of its own (cgroup v2 nodes).
-if [ -r /proc/1/ns/cgroup ] && [ "$(readlink /proc/1/ns/cgroup)" != "$(readlink /proc/self/ns/cgroup)" ]; then
-    exec nsenter --cgroup=/proc/1/ns/cgroup -- /opt/enforcer/venv/bin/enforcer "$@"
-fi
+# namespace where the pod has one of its own (cgroup v2 nodes). init's
+# namespaces may be hidden (some VMs), kthreadd's (pid 2) never are.
+for pid in 1 2; do
+    node_cgroup="/proc/$pid/ns/cgroup"
+    [ -r "$node_cgroup" ] && readlink "$node_cgroup" >/dev/null 2>&1 || continue
+    if [ "$(readlink "$node_cgroup")" != "$(readlink /proc/self/ns/cgroup)" ]; then
+        exec nsenter --cgroup="$node_cgroup" -- /opt/enforcer/venv/bin/enforcer "$@"
+    fi
+    break
+done
 exec /opt/enforcer/venv/bin/enforcer "$@"

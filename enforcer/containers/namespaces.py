@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The kernel's thread-making thread: always pid 2, in the initial namespaces.
+KTHREADD_PID = 2
+
 
 def namespace_inode(pid: int, kind: str, proc: Path = Path("/proc")) -> int | None:
     """Return the inode number of namespace `kind` ("pid", "net", ...) of a process.
@@ -28,11 +31,16 @@ def pid_and_net_namespaces(
 
 
 def host_mount_namespace() -> int:
-    """The host's mount namespace: init's, else (init's hidden) this process's own.
+    """The host's mount namespace: init's, else kthreadd's, else this process's own.
 
     A service runs in the host's; a DaemonSet pod sees init's (hostPID).
+    Where init's namespaces are hidden (a VM's init may hide them), kernel
+    threads still show the initial ones.
     """
-    return namespace_inode(1, "mnt") or namespace_inode(os.getpid(), "mnt") or 0
+    for pid in (1, KTHREADD_PID, os.getpid()):
+        if inode := namespace_inode(pid, "mnt"):
+            return inode
+    return 0
 
 
 def in_host_mount_namespace(pid: int) -> bool:

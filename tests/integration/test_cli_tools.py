@@ -348,3 +348,20 @@ def test_count_rejects_a_non_positive_interval(interval: str) -> None:
     assert result.returncode == 2  # click's usage error, before any BPF is loaded
     assert "--interval" in result.stderr
     assert result.stdout == ""
+
+
+def test_run_in_a_pid_namespace_of_its_own_refuses_and_says_how(tmp_path: Path) -> None:
+    """From a nested pid namespace the held execs could never be signalled: no start."""
+    skip_unless(bpf_unavailable_reason())
+    pin_dir = Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
+    result = subprocess.run(
+        ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+         sys.executable, "-m", "enforcer", "run", "--policies", str(tmp_path),
+         f"--pin-dir={pin_dir}", "--socket", str(tmp_path / "s")],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=READY_TIMEOUT_S,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "pid namespace of its own" in result.stderr
+    assert "hostPID: true" in result.stderr
+    assert not pin_dir.exists()  # nothing loaded, nothing pinned
