@@ -230,6 +230,9 @@ def _start_reload(s: StartReload) -> Table:
         rows.append(
             _summary_row("policy file change alone -> enforced", s.reload_file_only_s, 1000, "ms")
         )
+    for cli in s.cli:
+        rows.append(_summary_row(f"{cli.command} (peak RSS {cli.max_rss_kib // MIB} MiB)",
+                                 cli.wall_s, 1000, "ms"))  # fmt: skip
     notes = [
         "Enforced: the program the change adds to (or takes out of) a host policy is run in a "
         "loop until its fate flips.",

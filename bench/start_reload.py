@@ -2,6 +2,9 @@
 
 Start: from spawning `python -m enforcer run` (a cold start: a new process
 compiles its BPF program) to its control socket's status saying enforcing.
+The CLI: wall time and peak RSS of `enforcer status`, `stats` (answered by
+the running daemon) and `check` of one small file, each a new process as a
+person or a probe runs it.
 Reload: from a policy file being replaced to the kernel acting on it, seen
 by running the program the change is about until its fate flips (killed,
 or left alone). Each change is followed by SIGHUP, which is how a reload is
@@ -13,7 +16,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +35,14 @@ RELOAD_TIMEOUT_S = 15.0
 # A daemon that does not notice a changed file by then is taken not to watch.
 WATCH_TIMEOUT_S = 3.0
 POLICY = "bench-reload"
+CLI_RUNS = 7
+
+
+@dataclass(frozen=True)
+class CliRun:
+    command: str
+    wall_s: Summary
+    max_rss_kib: int  # the largest of the runs
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,7 @@ class StartReload:
     compile_s: Summary | None  # what the daemon logged for its BPF compile and load
     reload_sighup_s: Summary
     reload_file_only_s: Summary | None  # None: the daemon does not reload on a file change
+    cli: list[CliRun]
 
 
 def run(
@@ -66,12 +81,44 @@ def run(
         changes = _Changes(running, policy_file, blocked, flipped)
         by_sighup = [changes.flip(signal_after=True) for _ in range(settings.reloads)]
         by_file = changes.file_only_series(settings.reloads)
+        cli = [
+            _cli_run(name, args)
+            for name, args in (
+                ("enforcer status", ["status", "--socket", str(running.socket)]),
+                ("enforcer stats", ["stats", "--socket", str(running.socket)]),
+                ("enforcer check (one file)", ["check", str(policy_file)]),
+            )
+        ]
     return StartReload(
         start_s=Summary.of(starts),
         compile_s=optional_summary(compiles),
         reload_sighup_s=Summary.of(by_sighup),
         reload_file_only_s=optional_summary(by_file),
+        cli=cli,
     )
+
+
+def _cli_run(name: str, args: list[str]) -> CliRun:
+    """Runs the CLI CLI_RUNS times after one warm-up (bytecode written, files cached).
+
+    Peak RSS through GNU time: a child's own ru_maxrss starts from its
+    parent's (the kernel keeps the high-water mark of the memory it forked
+    from), and this benchmark's process is larger than the CLI.
+    """
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    if not Path(gnu_time).exists():
+        raise MeasurementError("GNU time is missing: apt-get install time (make bench does)")
+    argv = [gnu_time, "-f", "%M", str(Path(sys.executable).with_name("enforcer")), *args]
+    walls, rss = [], 0
+    for index in range(CLI_RUNS + 1):
+        started = time.monotonic()
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise MeasurementError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr}")
+        if index:
+            walls.append(time.monotonic() - started)
+            rss = max(rss, int(done.stderr.strip().splitlines()[-1]))
+    return CliRun(command=name, wall_s=Summary.of(walls), max_rss_kib=rss)
 
 
 class _Changes:

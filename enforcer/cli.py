@@ -15,8 +15,10 @@ from enforcer import logs, table
 from enforcer.control import DEFAULT_SOCKET, request, stream
 from enforcer.errors import EnforcerError
 from enforcer.kernel import Backend
-from enforcer.policy.capacity import set_problems
-from enforcer.policy.loader import load_policies, printable
+
+# Each command imports what only it needs (policies, bcc, containers) in its
+# own body: `enforcer status` or `stats` must not pay for pydantic and the
+# policy model.
 
 WATCH_INTERVAL_S = 1.0
 BACKENDS = click.Choice([b.value for b in Backend])
@@ -97,6 +99,7 @@ def run(
 ) -> None:
     """Run the enforcer in the foreground until SIGTERM or Ctrl-C (SIGHUP reloads)."""
     from enforcer.daemon import Daemon, DaemonOptions  # noqa: PLC0415
+    from enforcer.policy.loader import load_policies  # noqa: PLC0415
 
     options = DaemonOptions(
         load=lambda: load_policies(policy_paths),
@@ -138,6 +141,9 @@ def check(paths: tuple[Path, ...]) -> None:
     Besides each file, the policies are checked together: one name per policy, and room in the
     kernel's maps for all of them in a container they all select.
     """
+    from enforcer.policy.capacity import set_problems  # noqa: PLC0415
+    from enforcer.policy.loader import load_policies, printable  # noqa: PLC0415
+
     result = load_policies(paths, check_set=set_problems)
     for problem in result.problems:
         click.echo(str(problem), err=True)

@@ -13,8 +13,6 @@ import logging
 import os
 from pathlib import Path
 
-from pyroute2 import netns
-
 log = logging.getLogger(__name__)
 
 NETNS_RUN_DIR = Path("/run/netns")
@@ -29,6 +27,10 @@ def named_netns(run_dir: Path = NETNS_RUN_DIR) -> dict[str, int]:
     inode number, which no process's namespace would match, but enforcer
     should not claim it as a namespace either.
     """
+    # Here, not at the top: importing pyroute2 takes about 0.25 s (its
+    # package imports every netlink family), which every CLI command paid.
+    from pyroute2 import netns  # noqa: PLC0415
+
     names: list[str] = netns.listnetns(str(run_dir))
     found: dict[str, int] = {}
     for name in sorted(names):
