@@ -14,7 +14,7 @@ RUN_PACKAGES := python3-bpfcc python3-venv python3-pip bpftool
 KUBECTL_PACKAGE := $(if $(shell command -v kubectl),,kubernetes-client)
 TEST_PACKAGES := runc busybox-static gcc libc6-dev podman debootstrap mmdebstrap catatonit $(KUBECTL_PACKAGE)
 # And those only the benchmarks use: bcc's execsnoop to compare with, matplotlib for the plot.
-BENCH_PACKAGES := bpfcc-tools python3-matplotlib time
+BENCH_PACKAGES := bpfcc-tools bpftrace python3-matplotlib time
 POLICIES ?= policies
 
 .PHONY: all setup packages headers venv run test test-image image unit lint bench bench-smoke clean

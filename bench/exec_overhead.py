@@ -12,23 +12,28 @@ accounting (bpf_stats) gives the BPF time per exec.
 
 Beside the enforcer's rows, a hand-written floor (bench/floor.py): the least a
 program that kills one name in one cgroup does on the same hook, the cost
-the enforcer's general design is measured against.
+the enforcer's general design is measured against; and what a user would
+pick instead, a bpftrace one-liner (bench/bpftrace_oneliner.py). Both run in
+a process of their own, started afresh each round: their start (spawn ->
+first kill of a program of the name) and their VmRSS are kept too.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bench import bpfstats, execsnoop, floor, helper
+from bench import bpfstats, bpftrace_oneliner, execsnoop, floor, helper
 from bench.binaries import Binaries
 from bench.cgroup import bench_cgroup
 from bench.errors import MeasurementError
 from bench.neighbours import Neighbours
+from bench.proc import Memory, memory
 from bench.progress import say
 from bench.settings import Settings
 from bench.spawn import LoopResult, run_loop
@@ -42,6 +47,9 @@ from enforcer.policy.model import ExecPolicy
 SELECTED = "selected cgroup"
 UNSELECTED = "unselected cgroup"
 FLOOR_LABEL = "seed's hand-written floor"
+BPFTRACE_LABEL = "bpftrace one-liner"
+# How long a tool may take, once it says it is attached, to kill its target.
+KILL_CHECK_S = 5.0
 # Paths in the allowlist row's one allow rule.
 ALLOWLIST_ENTRIES = 1000
 
@@ -54,7 +62,7 @@ class ExecRow:
     """One configuration: exec time with it attached, against its paired baselines."""
 
     label: str
-    tool: str  # none | execsnoop | floor | enforcer
+    tool: str  # none | execsnoop | floor | bpftrace | enforcer
     rules: int | None
     containers: int | None
     exec_from: str
@@ -66,6 +74,10 @@ class ExecRow:
     cpu_ratio: Summary  # attached / baseline CPU time, per round
     bpf_ns_per_exec: Summary | None
     bpf_share_percent: float | None  # of the exec's CPU time, medians
+    # For a tool in a process of its own (the floor, bpftrace): spawn -> first kill, per
+    # round, and its memory once attached (the largest VmRSS seen).
+    start_s: Summary | None = None
+    memory: Memory | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +169,7 @@ def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecO
         )  # fmt: skip
         rows = [_finish(snoop, label, "execsnoop", None, None, exec_from=SELECTED)]
         rows.append(_floor_row(runner, settings, cgroup_id))
+        rows.append(_bpftrace_row(runner, settings, cgroup_id))
         for rules, containers in settings.configs:
             largest = (rules, containers) == max(settings.configs)
             rows.extend(
@@ -184,12 +197,18 @@ def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecO
 def _floor_row(runner: _Runner, settings: Settings, cgroup_id: int) -> ExecRow:
     """The floor, killing a name the loop never runs, in the loop's cgroup."""
     target = runner.binaries.copy_of_trivial(f"enforcer-bench-{secrets.token_hex(4)}-floor")
-    argv = floor.command(cgroup_id, target.name)
-    (sample,) = _measure(
-        runner, settings, FLOOR_LABEL, lambda: _floor_attached(runner, argv, target),
-        [runner.cgroup],
-    )  # fmt: skip
-    return _finish(sample, FLOOR_LABEL, "floor", None, None, exec_from=SELECTED)
+    tool = _Tool(runner, floor.command(cgroup_id, target.name), helper.ATTACHED, target)
+    (sample,) = _measure(runner, settings, FLOOR_LABEL, tool.attached, [runner.cgroup])
+    return tool.finish(_finish(sample, FLOOR_LABEL, "floor", None, None, exec_from=SELECTED))
+
+
+def _bpftrace_row(runner: _Runner, settings: Settings, cgroup_id: int) -> ExecRow:
+    """The bpftrace one-liner, killing a name the loop never runs, in the loop's cgroup."""
+    target = runner.binaries.copy_of_trivial(f"enfb-{secrets.token_hex(4)}")
+    argv = bpftrace_oneliner.command(cgroup_id, target.name)
+    tool = _Tool(runner, argv, bpftrace_oneliner.READY, target)
+    (sample,) = _measure(runner, settings, BPFTRACE_LABEL, tool.attached, [runner.cgroup])
+    return tool.finish(_finish(sample, BPFTRACE_LABEL, "bpftrace", None, None, exec_from=SELECTED))
 
 
 def _allowlist_row(runner: _Runner, settings: Settings, load: _Load) -> ExecRow:
@@ -278,19 +297,47 @@ def _execsnoop_attached(argv: list[str], own_pids: set[int]) -> Iterator[list[in
             own_pids.discard(pid)
 
 
-@contextmanager
-def _floor_attached(runner: _Runner, argv: list[str], target: Path) -> Iterator[list[int]]:
-    """The floor in its own process, once it has shown it kills `target` in the loop's cgroup."""
-    with helper.running(argv) as pid:
-        runner.own_pids.add(pid)
-        try:
-            if not runner.killed(target):
-                raise MeasurementError(
-                    f"the hand-written floor did not kill {target.name} in the loop's cgroup"
-                )
-            yield [h.prog_id for h in bpfstats.exec_hooks_of(pid)]
-        finally:
-            runner.own_pids.discard(pid)
+class _Tool:
+    """A tool in a process of its own, started afresh per round, timed and weighed."""
+
+    def __init__(self, runner: _Runner, argv: list[str], ready_mark: str, target: Path) -> None:
+        self._runner = runner
+        self._argv = argv
+        self._ready_mark = ready_mark
+        self._target = target
+        self._starts: list[float] = []
+        self._memory: Memory | None = None
+
+    @contextmanager
+    def attached(self) -> Iterator[list[int]]:
+        """Its exec hooks, once it has shown it kills `target` in the loop's cgroup."""
+        started = time.monotonic()
+        with helper.running(self._argv, self._ready_mark) as pid:
+            self._runner.own_pids.add(pid)
+            try:
+                if not self._kills_soon():
+                    raise MeasurementError(
+                        f"{self._argv[0]} did not kill {self._target.name} in the loop's cgroup"
+                    )
+                self._starts.append(time.monotonic() - started)  # spawn -> its first kill
+                weighed = memory(pid)
+                if self._memory is None or weighed.vm_rss_kib > self._memory.vm_rss_kib:
+                    self._memory = weighed
+                yield [h.prog_id for h in bpfstats.exec_hooks_of(pid)]
+            finally:
+                self._runner.own_pids.discard(pid)
+
+    def _kills_soon(self) -> bool:
+        """bpftrace says it is attaching a moment before its probe is in place."""
+        deadline = time.monotonic() + KILL_CHECK_S
+        while not self._runner.killed(self._target):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def finish(self, row: ExecRow) -> ExecRow:
+        return replace(row, start_s=optional_summary(self._starts), memory=self._memory)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ def tables(results: Results) -> list[Table]:
         made.extend([_storm(results.storm), _memory(results.storm)])
     if results.race:
         made.append(_race(results.race))
+    if results.exec_overhead and results.syscall_cost:
+        made.append(_standing(results, results.exec_overhead, results.syscall_cost))
     problems = [
         *(f"{section}: not measured: {why}" for section, why in results.errors.items()),
         *(f"check failed: {failure}" for failure in results.failed_checks()),
@@ -156,6 +158,9 @@ def _exec_overhead(e: ExecOverhead) -> Table:
         "d_name, at offsets from the kernel's BTF) read and compared to one fixed name, SIGKILL on "
         "a match (each round checks that it kills a program of that name). The least a "
         'hand-written "kill X in cgroup C" does: the floor under what the general design pays.',
+        "bpftrace one-liner: Debian's bpftrace, `tracepoint:sched:sched_process_exec /cgroup == "
+        'ID && comm == "NAME"/ { signal("SIGKILL"); }` (bench/bpftrace_oneliner.py), what a user '
+        "would type instead; each round checks that it kills a program of that name.",
         e.execsnoop_note + ".",
     ]
     headers = [
@@ -163,6 +168,46 @@ def _exec_overhead(e: ExecOverhead) -> Table:
         "BPF SHARE",
     ]  # fmt: skip
     return Table("Exec overhead and per-exec BPF cost", headers, rows, notes)
+
+
+def _standing(results: Results, execs: ExecOverhead, calls: SyscallCost) -> Table:
+    """The floor, bpftrace and the enforcer side by side, from the sections of this run."""
+    smallest = "enforcer 1 rules x 1 containers"
+    rows = []
+    for label, tool in (
+        ("seed's hand-written floor", "floor"), ("bpftrace one-liner", "bpftrace"),
+        (f"{smallest} (the daemon)", "enforcer"),
+    ):  # fmt: skip
+        wanted = smallest if tool == "enforcer" else None
+        matching = (r for r in execs.rows if r.tool == tool and wanted in (None, r.label))
+        exec_row = next(matching, None)
+        call_row = calls.row(tool)
+        start, rss = (exec_row.start_s, exec_row.memory) if exec_row else (None, None)
+        if tool == "enforcer":
+            start = results.start_reload.start_s if results.start_reload else None
+            rss = results.storm.memory_idle if results.storm else None
+        rows.append([
+            label,
+            _ns(exec_row.bpf_ns_per_exec) if exec_row else "-",
+            f"{exec_row.ratio.median:.3f}" if exec_row else "-",
+            f"{call_row.ratio.median:.3f}" if call_row else "-",
+            f"{start.median * 1000:.0f} ms" if start else "-",
+            f"{rss.vm_rss_kib / MIB:.1f} MiB" if rss else "-",
+        ])  # fmt: skip
+    notes = [
+        "Each figure from this run's sections: BPF ns per exec and the exec-loop wall ratio from "
+        "the exec overhead table, the getppid wall ratio from the system call table, start "
+        "(spawn -> the first kill; for the enforcer, -> enforcing, from the start table) and VmRSS "
+        "once attached (for the enforcer, idle, from the memory table). The floor and "
+        "bpftrace know one name in one cgroup and nothing else: no policies, paths, inodes, "
+        "scripts, counters, events or restarts.",
+    ]
+    headers = ["TOOL", "BPF ns/exec", "EXEC RATIO", "GETPPID RATIO", "START", "RSS"]
+    return Table("Where enforcer stands: the floor and a bpftrace one-liner", headers, rows, notes)
+
+
+def _ns(summary: Summary | None) -> str:
+    return f"{summary.median:.0f}" if summary else "-"
 
 
 def _syscall_cost(s: SyscallCost) -> Table:

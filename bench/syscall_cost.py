@@ -10,6 +10,9 @@ rounds, so every ratio has its own baseline. The configurations:
   with a host policy, which selects every cgroup outside a container, the
   loop's among them. It decides at the raw tracepoint sched_process_exec,
   which no other system call passes.
+- the seed's hand-written floor (bench/floor.py) and a bpftrace one-liner
+  (bench/bpftrace_oneliner.py), each killing a name nothing runs in the
+  loop's cgroup: the same hook, sched_process_exec, as the enforcer.
 - syscall tracepoints: empty programs on syscalls:sys_enter_execve and
   sys_enter_execveat (bench/syscall_tp.py), the hook the tracepoint backend
   used before. They never run for getppid; attaching them sets the
@@ -19,16 +22,18 @@ rounds, so every ratio has its own baseline. The configurations:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
+import secrets
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import bpfstats, daemon, helper, host_policy
+from bench import bpfstats, bpftrace_oneliner, daemon, floor, helper, host_policy
 from bench.binaries import Binaries
 from bench.cgroup import bench_cgroup
 from bench.errors import MeasurementError
@@ -42,6 +47,8 @@ TARGET_RATIO = 1.01
 POLICY = "bench-syscall"
 ENFORCER_LABEL = "enforcer (the daemon, a host policy)"
 TRACEPOINTS_LABEL = "syscall tracepoints (the previous backend's hook)"
+FLOOR_LABEL = "seed's hand-written floor"
+BPFTRACE_LABEL = "bpftrace one-liner"
 TRACEPOINTS = ("sys_enter_execve", "sys_enter_execveat")
 
 # Attaches a configuration for the block; yields the hooks its process attached.
@@ -70,7 +77,7 @@ class SyscallRow:
     """One configuration: a system call's time with it attached, against paired baselines."""
 
     label: str
-    tool: str  # none | enforcer | syscall-tracepoints
+    tool: str  # none | enforcer | floor | bpftrace | syscall-tracepoints
     hooks: list[str]  # what `bpftool perf show` lists for the tool's process
     ns_per_call: Summary  # wall time
     baseline_ns_per_call: Summary
@@ -154,9 +161,15 @@ def run(
     policies.mkdir()
     # A name nothing runs: the policy selects the loop's cgroup and never kills.
     host_policy.write(policies / "syscall.yaml", POLICY, [workdir / "enforcer-bench-never-run"])
-    with bench_cgroup() as (cgroup, _cgroup_id):
+    with bench_cgroup() as (cgroup, cgroup_id):
         runner = _Runner(binaries, settings, cgroup, neighbours)
         enforcer = _Enforcer(runner, policies, workdir)
+        never_run = f"enforcer-bench-{secrets.token_hex(4)}"
+        peers = [
+            (FLOOR_LABEL, "floor", floor.command(cgroup_id, never_run), helper.ATTACHED),
+            (BPFTRACE_LABEL, "bpftrace", bpftrace_oneliner.command(cgroup_id, never_run[:15]),
+             bpftrace_oneliner.READY),
+        ]  # fmt: skip
         measured = [
             (
                 ENFORCER_LABEL,
@@ -171,6 +184,9 @@ def run(
                 ),
             ),
         ]
+        for label, tool, argv, mark in peers:
+            attach = functools.partial(_tool_attached, runner, argv, mark)
+            measured.append((label, tool, _measure(runner, settings, label, attach)))
     no_bpf = _Samples(attached=runner.baselines, baseline=runner.baselines)
     return SyscallCost(
         rows=[
@@ -210,6 +226,16 @@ def _finish(sample: _Samples, label: str, tool: str) -> SyscallRow:
         baseline_cpu_ns_per_call=Summary.of([b.cpu_ns_per_call for _, b in pairs]),
         cpu_ratio=Summary.of([a.cpu_ns_per_call / b.cpu_ns_per_call for a, b in pairs]),
     )
+
+
+@contextmanager
+def _tool_attached(runner: _Runner, argv: list[str], ready_mark: str) -> Iterator[list[str]]:
+    with helper.running(argv, ready_mark) as pid:
+        runner.own_pids.add(pid)
+        try:
+            yield _hooks_of(pid)
+        finally:
+            runner.own_pids.discard(pid)
 
 
 def _hooks_of(pid: int) -> list[str]:

@@ -61,8 +61,14 @@ DEFAULT_TESTS = (
     "tests/integration/test_file_identity.py",
     "tests/integration/test_persistence.py::test_enforcement_has_no_gap_across_kill_9_and_restart",
 )
+# The 6.1 kernel has BPF ring buffers, and the daemon uses them there: the
+# perf buffer cases (kernels before 5.8) run on the host only. Each costs a
+# BCC compile, about a minute under emulation.
+DEFAULT_SELECTION = "not perf-buffer"
 MEMORY = "3G"
-BOOT_TIMEOUT_S = 40 * 60
+# A boot with the default tests took 50-70 minutes on a slow day of this
+# 2-core machine (every BCC compile 60-110 s under emulation).
+BOOT_TIMEOUT_S = 60 * 60
 PR_SET_PDEATHSIG = 1
 
 
@@ -223,7 +229,8 @@ def steps_script(repo: Path, backend: str, tests: Sequence[str], pytest_args: Se
             "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=-ra", "-v",
             # A test hung in the VM shows where it hangs (traceback dumped to the console).
             "-o", "faulthandler_timeout=600",
-            "--junitxml=/vm-results/junit.xml", *tests, *pytest_args,
+            "--junitxml=/vm-results/junit.xml", *tests,
+            *([] if "-k" in pytest_args else ["-k", DEFAULT_SELECTION]), *pytest_args,
         ]
     )  # fmt: skip
     where = shlex.quote(str(repo))
