@@ -203,4 +203,8 @@ def test_the_agent_in_a_pod_kills_in_a_sibling_and_a_replaced_pod_lets_nothing_t
         print(f"pod replaced, ready again in {replaced_s:.1f} s: {escapes} escapes in {tries} "
               f"tries, {counted} kills counted")  # fmt: skip
         assert escapes == 0
-        assert counted == 1 + tries  # the counts went on from where they were, none twice
+        # The counts went on from where they were: none lost. The one exec
+        # that runs at the instant the new generation takes over may be
+        # counted twice: both generations' programs run on it, the old one
+        # before the switch and the new one after (README, Known limits).
+        assert 1 + tries <= counted <= 2 + tries
