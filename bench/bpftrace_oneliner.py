@@ -17,6 +17,7 @@ import shutil
 from bench.errors import PrerequisiteError
 
 READY = "Attaching 1 probe"  # what bpftrace prints once attached
+LABEL = "bpftrace one-liner"  # its rows in the tables
 COMM_LEN = 15
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,15}")
 

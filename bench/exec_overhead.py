@@ -46,8 +46,6 @@ from enforcer.policy.model import ExecPolicy
 
 SELECTED = "selected cgroup"
 UNSELECTED = "unselected cgroup"
-FLOOR_LABEL = "seed's hand-written floor"
-BPFTRACE_LABEL = "bpftrace one-liner"
 # How long a tool may take, once it says it is attached, to kill its target.
 KILL_CHECK_S = 5.0
 # Paths in the allowlist row's one allow rule.
@@ -198,8 +196,8 @@ def _floor_row(runner: _Runner, settings: Settings, cgroup_id: int) -> ExecRow:
     """The floor, killing a name the loop never runs, in the loop's cgroup."""
     target = runner.binaries.copy_of_trivial(f"enforcer-bench-{secrets.token_hex(4)}-floor")
     tool = _Tool(runner, floor.command(cgroup_id, target.name), helper.ATTACHED, target)
-    (sample,) = _measure(runner, settings, FLOOR_LABEL, tool.attached, [runner.cgroup])
-    return tool.finish(_finish(sample, FLOOR_LABEL, "floor", None, None, exec_from=SELECTED))
+    (sample,) = _measure(runner, settings, floor.LABEL, tool.attached, [runner.cgroup])
+    return tool.finish(_finish(sample, floor.LABEL, "floor", None, None, exec_from=SELECTED))
 
 
 def _bpftrace_row(runner: _Runner, settings: Settings, cgroup_id: int) -> ExecRow:
@@ -207,8 +205,10 @@ def _bpftrace_row(runner: _Runner, settings: Settings, cgroup_id: int) -> ExecRo
     target = runner.binaries.copy_of_trivial(f"enfb-{secrets.token_hex(4)}")
     argv = bpftrace_oneliner.command(cgroup_id, target.name)
     tool = _Tool(runner, argv, bpftrace_oneliner.READY, target)
-    (sample,) = _measure(runner, settings, BPFTRACE_LABEL, tool.attached, [runner.cgroup])
-    return tool.finish(_finish(sample, BPFTRACE_LABEL, "bpftrace", None, None, exec_from=SELECTED))
+    (sample,) = _measure(runner, settings, bpftrace_oneliner.LABEL, tool.attached, [runner.cgroup])
+    return tool.finish(
+        _finish(sample, bpftrace_oneliner.LABEL, "bpftrace", None, None, exec_from=SELECTED)
+    )
 
 
 def _allowlist_row(runner: _Runner, settings: Settings, load: _Load) -> ExecRow:

@@ -21,6 +21,7 @@ from enforcer import kernel
 from enforcer.errors import KernelSupportError
 
 SOURCE = Path(__file__).resolve().parent / "c" / "floor.c"
+LABEL = "seed's hand-written floor"  # its rows in the tables
 # The fields floor.c reads, as enforcer/layout.py names their -D flags.
 OFFSETS = ("OFF_BPRM_FILE", "OFF_FILE_PATH", "OFF_PATH_DENTRY", "OFF_DENTRY_NAME", "OFF_QSTR_NAME")
 # A name that needs no quoting inside a -D flag.

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.exec_overhead import ExecOverhead
+from bench import bpftrace_oneliner, floor
+from bench.exec_overhead import SELECTED, ExecOverhead
 from bench.machine import Machine
 from bench.neighbours import Quietness
 from bench.race import Race
@@ -172,14 +173,14 @@ def _exec_overhead(e: ExecOverhead) -> Table:
 
 def _standing(results: Results, execs: ExecOverhead, calls: SyscallCost) -> Table:
     """The floor, bpftrace and the enforcer side by side, from the sections of this run."""
-    smallest = "enforcer 1 rules x 1 containers"
     rows = []
     for label, tool in (
-        ("seed's hand-written floor", "floor"), ("bpftrace one-liner", "bpftrace"),
-        (f"{smallest} (the daemon)", "enforcer"),
+        (floor.LABEL, "floor"), (bpftrace_oneliner.LABEL, "bpftrace"),
+        ("enforcer 1 rule x 1 container (the daemon)", "enforcer"),
     ):  # fmt: skip
-        wanted = smallest if tool == "enforcer" else None
-        matching = (r for r in execs.rows if r.tool == tool and wanted in (None, r.label))
+        # The enforcer's smallest configuration, from the selected cgroup.
+        matching = (r for r in execs.rows if r.tool == tool and r.exec_from == SELECTED
+                    and r.rules in (None, 1) and r.containers in (None, 1))  # fmt: skip
         exec_row = next(matching, None)
         call_row = calls.row(tool)
         start, rss = (exec_row.start_s, exec_row.memory) if exec_row else (None, None)

@@ -105,8 +105,8 @@ def _cli_run(name: str, args: list[str]) -> CliRun:
     parent's (the kernel keeps the high-water mark of the memory it forked
     from), and this benchmark's process is larger than the CLI.
     """
-    gnu_time = shutil.which("time") or "/usr/bin/time"
-    if not Path(gnu_time).exists():
+    gnu_time = shutil.which("time")
+    if gnu_time is None:
         raise MeasurementError("GNU time is missing: apt-get install time (make bench does)")
     argv = [gnu_time, "-f", "%M", str(Path(sys.executable).with_name("enforcer")), *args]
     walls, rss = [], 0

@@ -47,8 +47,6 @@ TARGET_RATIO = 1.01
 POLICY = "bench-syscall"
 ENFORCER_LABEL = "enforcer (the daemon, a host policy)"
 TRACEPOINTS_LABEL = "syscall tracepoints (the previous backend's hook)"
-FLOOR_LABEL = "seed's hand-written floor"
-BPFTRACE_LABEL = "bpftrace one-liner"
 TRACEPOINTS = ("sys_enter_execve", "sys_enter_execveat")
 
 # Attaches a configuration for the block; yields the hooks its process attached.
@@ -166,9 +164,9 @@ def run(
         enforcer = _Enforcer(runner, policies, workdir)
         never_run = f"enforcer-bench-{secrets.token_hex(4)}"
         peers = [
-            (FLOOR_LABEL, "floor", floor.command(cgroup_id, never_run), helper.ATTACHED),
-            (BPFTRACE_LABEL, "bpftrace", bpftrace_oneliner.command(cgroup_id, never_run[:15]),
-             bpftrace_oneliner.READY),
+            (floor.LABEL, "floor", floor.command(cgroup_id, never_run), helper.ATTACHED),
+            (bpftrace_oneliner.LABEL, "bpftrace",
+             bpftrace_oneliner.command(cgroup_id, never_run[:15]), bpftrace_oneliner.READY),
         ]  # fmt: skip
         measured = [
             (
