@@ -199,7 +199,7 @@ uninstall:
 	rm -rf $(INSTALL_VENV)
 	@rmdir $(PREFIX) 2>/dev/null || true
 	rm -f $(CONFDIR)/enforcer.env
-	rm -rf $(PINDIR)
+	rm -rf $(PINDIR) /var/cache/enforcer
 	@if [ -n "$(PURGE)" ]; then \
 	  rm -rf $(CONFDIR)/policies $(STATEDIR); \
 	  if getent group $(SERVICE_GROUP) >/dev/null; then groupdel $(SERVICE_GROUP); fi; \

@@ -29,7 +29,9 @@ STATUS_POLL_S = 0.01
 IDLE_SAMPLE_S = 0.5
 IDLE_TIMEOUT_S = 15.0
 BPFFS = Path("/sys/fs/bpf")
-COMPILE_LOG = re.compile(r"BPF program compiled and loaded in ([0-9.]+) s")
+COMPILE_LOG = re.compile(
+    r"BPF program (?:compiled and loaded|loaded from the cache) in ([0-9.]+) s"
+)
 
 
 @dataclass
@@ -87,7 +89,7 @@ class Daemon:
 
 
 @contextmanager
-def running(policies: Path, workdir: Path) -> Iterator[Daemon]:
+def running(policies: Path, workdir: Path, bpf_cache: Path | None = None) -> Iterator[Daemon]:
     """Starts `enforcer run`, waits until it is enforcing, and stops it when the block ends.
 
     Whatever the daemon keeps across restarts (pinned counters, saved state)
@@ -98,7 +100,7 @@ def running(policies: Path, workdir: Path) -> Iterator[Daemon]:
     log = workdir / "daemon.log"
     pin_dir = BPFFS / f"enforcer-bench-{secrets.token_hex(4)}"
     argv = [sys.executable, "-m", "enforcer", "run", "--policies", str(policies)]
-    argv += ["--socket", str(socket), *_private_state(pin_dir, workdir / "state")]
+    argv += ["--socket", str(socket), *_private_state(pin_dir, workdir / "state", bpf_cache)]
     try:
         with log.open("ab") as log_file:
             started = time.monotonic()
@@ -121,12 +123,14 @@ def _run_options() -> str:
     return help_text.stdout
 
 
-def _private_state(pin_dir: Path, state_dir: Path) -> list[str]:
-    """--pin-dir and --state-dir of the bench's own, for a daemon that has these options."""
+def _private_state(pin_dir: Path, state_dir: Path, bpf_cache: Path | None) -> list[str]:
+    """--pin-dir, --state-dir and --bpf-cache of the bench's own, where the daemon has them."""
     options = _run_options()
+    cache = bpf_cache is not None and "--bpf-cache" in options
     return [
         *(["--pin-dir", str(pin_dir)] if "--pin-dir" in options else []),
         *(["--state-dir", str(state_dir)] if "--state-dir" in options else []),
+        *(["--bpf-cache", str(bpf_cache)] if cache else []),
     ]
 
 

@@ -35,9 +35,7 @@
  *   BACKEND_LSM, BACKEND_KPROBE  the pass hook, as above
  *   OFF_*             struct offsets from the running kernel's BTF
  *   USE_PERF_BUFFER   kernels without BPF ring buffers (< 5.8)
- *   PIN_DIR           a bpffs directory (string) to keep the counters, the held
- *                     execs and the liveness array in, shared with the next
- *                     generation of the program (see LIVE_GENERATION)
+ * Nothing else varies: the compiled program is cached by these (bpf_object.py).
  *
  * Generations: a program decides execs only while liveness[LIVE_GENERATION]
  * is its own generation. One loaded for a newer generation already follows
@@ -76,18 +74,12 @@ BPF_HASH(set_defaults, u32, struct set_defaults, MAX_CGROUPS);
 /* thread id -> the hits of the exec it is in the middle of */
 BPF_TABLE("lru_hash", u32, struct exec_hits, pass_hits, MAX_HELD);
 #endif
-#ifdef PIN_DIR
-/* Pinned: the counts outlive the daemon, through restarts and crashes; the
- * next daemon settles the execs held while there was none. */
-BPF_TABLE_PINNED("hash", struct counter_key, u64, counters, MAX_COUNTERS, PIN_DIR "/counters");
-/* Named by its layout: a daemon of another version never reads this one. */
-BPF_TABLE_PINNED("hash", u32, struct held_exec, held, MAX_HELD, PIN_DIR "/" HELD_PIN);
-BPF_TABLE_PINNED("array", int, u64, liveness, LIVE_SLOTS, PIN_DIR "/liveness");
-#else
+/* Pinned by the loader (bpf_object.PINNED_MAPS): the counts outlive the
+ * daemon, through restarts and crashes; the next daemon settles the execs
+ * held while there was none; every generation reads the same liveness. */
 BPF_HASH(counters, struct counter_key, u64, MAX_COUNTERS);
 BPF_HASH(held, u32, struct held_exec, MAX_HELD);
 BPF_ARRAY(liveness, u64, LIVE_SLOTS);
-#endif
 /* Every exec seen, and events the buffer had no room for. */
 BPF_PERCPU_ARRAY(exec_total, u64, 1);
 BPF_PERCPU_ARRAY(event_drops, u64, 1);

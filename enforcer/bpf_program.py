@@ -1,7 +1,8 @@
 """The exec program in the kernel: load, attach, fill its maps, read them back.
 
-The only module that imports bcc. Import it after `kernel.ensure_mounts()`:
-bcc fixes its tracefs path at import time.
+The program comes compiled from bpf_loader (the cache, or a compile in a
+child process); its maps are read and written by fd (bpf_maps), its events
+through libbpf (bpf_events). No bcc in this process.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bcc import BPF
-
-from enforcer import abi, kernel
+from enforcer import abi, bpf_loader, bpf_syscall, kernel
 from enforcer.abi import Action, EventKind
+from enforcer.bpf_events import EventBuffer
+from enforcer.bpf_maps import Map
+from enforcer.bpf_object import DEFAULT_CACHE_DIR, ctype_of
 from enforcer.btf import VMLINUX
 from enforcer.compiler import GROUP_POLICY_ID, Hit, MapContents
 from enforcer.containers.namespaces import host_mount_namespace
 from enforcer.errors import BpfLoadError, MapWriteError
 from enforcer.kernel import KPROBE_PASS_FUNCTION, Backend
-from enforcer.links import LinkError, LinksUnsupportedError, kprobe_link, tracepoint_link
+from enforcer.links import Attachment, LinkError
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +86,9 @@ class HeldExec:
 class LoadInfo:
     backend: Backend
     ring_buffer: bool
-    compile_seconds: float
+    compile_seconds: float  # compile (in a child process) and load; 0 compiling when cached
     program_ids: tuple[int, ...]
+    from_cache: bool
 
 
 class ExecProgram:
@@ -103,11 +106,9 @@ class ExecProgram:
         ring_buffer: bool,
         trace_all: bool = False,
         pin_dir: Path | None = None,
+        cache_dir: Path | None = DEFAULT_CACHE_DIR,
     ) -> None:
         cflags = [f"-I{abi.BPF_DIR}", *_layout_cflags()]
-        if pin_dir is not None:
-            pin_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            cflags.append(f'-DPIN_DIR="{pin_dir}"')
         if backend is Backend.KPROBE:
             cflags.append("-DBACKEND_KPROBE")
         if backend is Backend.LSM:
@@ -115,30 +116,33 @@ class ExecProgram:
         if not ring_buffer:
             cflags.append("-DUSE_PERF_BUFFER")
         started = time.monotonic()
+        compiled, from_cache = bpf_loader.compiled(SOURCE, cflags, cache_dir)
+        if pin_dir is not None:
+            pin_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._maps_by_name = bpf_loader.load(compiled, pin_dir=pin_dir)
+        self._programs: dict[str, int] = {}
+        self._attachments: dict[str, Attachment] = {}
+        self._events: EventBuffer | None = None
         try:
-            # Tracepoint, raw tracepoint and LSM probes attach as they load.
-            self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
-            self.links = self._persistent_links(backend) if pin_dir is not None else {}
-            if backend is Backend.KPROBE and not self.links:
-                self._bpf.attach_kprobe(event=KPROBE_PASS_FUNCTION.encode(), fn_name=b"pass_check")
-        except LinkError as e:
-            raise BpfLoadError(f"cannot attach {SOURCE.name}: {e}") from e
-        except Exception as e:  # bcc raises bare Exception for compile, load and attach
+            names = {function.name for function in compiled.functions}
+            self._programs = bpf_loader.load_programs(compiled, self._maps_by_name, names)
+            self._attachments = bpf_loader.attach(self._programs, KPROBE_PASS_FUNCTION)
+        except (BpfLoadError, LinkError) as e:
+            self.close()
             raise BpfLoadError(
-                f"cannot load {SOURCE.name} with the {backend} backend: {e}. Check that kernel "
-                "headers are installed (`make setup`), run `enforcer doctor`, and try another "
-                "backend with `enforcer run --backend kprobe` or `--backend tracepoint`."
+                f"cannot load {SOURCE.name} with the {backend} backend: {e}. Run `enforcer "
+                "doctor`, and try another backend with `enforcer run --backend kprobe` or "
+                "`--backend tracepoint`."
             ) from e
+        self.links = self._persistent_links() if pin_dir is not None else {}
+        self._event_type = ctype_of(compiled.event_desc)
         self.info = LoadInfo(
             backend=backend,
             ring_buffer=ring_buffer,
             compile_seconds=time.monotonic() - started,
-            program_ids=self._program_ids(),
+            program_ids=tuple(bpf_syscall.prog_id(fd) for fd in self._programs.values()),
+            from_cache=from_cache,
         )
-        # Policy changes are map updates, never recompiles: what LLVM allocated
-        # for the compile can go back to the system (about 25 MB).
-        self._bpf.free_bcc_memory()
-        ctypes.CDLL(None).malloc_trim(0)
         self._bank = 0
         self._uncounted = 0  # the daemon's own counts that found the counters map full
         self._batch_left = EVENT_BATCH
@@ -146,54 +150,23 @@ class ExecProgram:
         self._set_config(host_set_id=abi.NO_SET, host_flags=0, trace_all=trace_all)
         self._set_config(host_mnt_ns=host_mount_namespace())
 
-    def _table(self, name: str) -> Any:
-        return self._bpf[name.encode()]
+    def _table(self, name: str) -> Map:
+        return self._maps_by_name[name]
 
-    def _persistent_links(self, backend: Backend) -> dict[str, int]:
-        """Attaches every hook through a BPF link that can be pinned: {hook: link fd}.
+    def _persistent_links(self) -> dict[str, int]:
+        """The hooks' links, for the daemon to pin: {hook: link fd}.
 
-        bcc attached the tracepoints as they loaded, through perf events that
-        end with this process. The kernel attaches a program to a tracepoint
-        once only, so bcc's attachment goes first, then the link comes: the
-        program is not in force yet (take_over), so nothing is missed between.
-        Where the kernel has no such links, bcc's attachments come back and {}.
+        Where the kernel attached a program by a perf event instead (no BPF
+        links for it, Linux < 5.15), nothing can be pinned: {}.
         """
-        made: dict[str, int] = {}
-        tracefs = kernel.tracefs_root()
-        # "category:event" -> its function, named as bcc's autoload found it.
-        tracepoints = {
-            tp: b"tracepoint__" + tp.replace(b":", b"__") for tp in self._bpf.tracepoint_fds
-        }
-        for tracepoint in tracepoints:
-            self._bpf.detach_tracepoint(tracepoint)
-        try:
-            for tracepoint, fn_name in tracepoints.items():
-                category, event = tracepoint.decode().split(":")
-                fd = self._bpf.funcs[fn_name].fd
-                made[f"{category}:{event}"] = tracepoint_link(fd, tracefs, category, event)
-            if backend is Backend.KPROBE:
-                fn = self._bpf.load_func(b"pass_check", BPF.KPROBE)
-                made[KPROBE_PASS_FUNCTION] = kprobe_link(fn.fd, KPROBE_PASS_FUNCTION)
-            # bcc attaches raw tracepoints and LSM hooks through links already.
-            for name, fd in (*self._bpf.raw_tracepoint_fds.items(), *self._bpf.lsm_fds.items()):
-                made[name.decode()] = os.dup(fd)
-        except LinksUnsupportedError as e:
-            for fd in made.values():
-                os.close(fd)
-            log.warning("%s; enforcement stops while the daemon is not running", e)
-            for tracepoint, fn_name in tracepoints.items():
-                self._bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
-            return {}
-        return made
-
-    def _program_ids(self) -> tuple[int, ...]:
-        ids = []
-        for fn in self._bpf.funcs.values():
-            info = _BpfProgInfo()
-            size = ctypes.c_uint32(ctypes.sizeof(info))
-            if _libbcc_obj_info(fn.fd, info, size) == 0:
-                ids.append(info.id)
-        return tuple(ids)
+        if all(a.pinnable for a in self._attachments.values()):
+            return {hook: a.fd for hook, a in self._attachments.items()}
+        log.warning(
+            "this kernel cannot attach %s through BPF links that outlive the daemon "
+            "(Linux 5.15 or later can): enforcement stops while the daemon is not running",
+            ", ".join(h for h, a in self._attachments.items() if not a.pinnable),
+        )
+        return {}
 
     def _set_config(
         self,
@@ -277,7 +250,7 @@ class ExecProgram:
             self.add_inodes(maps.inodes, base, maps)
             self._fill_cut(base, maps)
             self._fill_defaults(base, maps.defaults)
-        except Exception as e:  # bcc raises bare Exception when the kernel refuses a write
+        except OSError as e:  # the kernel refused a write (bpf_maps.MapUpdateError)
             self._clear_bank(bank)
             raise MapWriteError(
                 f"the kernel refused a policy map write ({e}); the policies in force stay. "
@@ -288,7 +261,7 @@ class ExecProgram:
         before = {k.value: (v.set_id, v.flags, v.name_lengths) for k, v in cgroups.items()}
         try:
             self._switch_cgroups(base, maps.cgroup_sets)
-        except Exception as e:
+        except OSError as e:
             self._restore_cgroups(before)
             self._maps = in_force
             self._clear_bank(bank)
@@ -439,8 +412,8 @@ class ExecProgram:
             current = table.get(key)
             try:
                 table[key] = table.Leaf(current.value + 1 if current is not None else 1)
-            except Exception as e:  # bcc raises a bare Exception, naming the errno
-                if os.strerror(errno.E2BIG) not in str(e):
+            except OSError as e:
+                if e.errno != errno.E2BIG:
                     raise
                 self._uncounted += 1  # the map is full: counted as lost
 
@@ -462,10 +435,7 @@ class ExecProgram:
 
     def counters_map_id(self) -> int:
         """The kernel's id of the counters map: the same map, pinned, keeps its id."""
-        info = _BpfMapInfo()
-        size = ctypes.c_uint32(ctypes.sizeof(info))
-        _libbcc_obj_info(self._table("counters").get_fd(), info, size)
-        return int(info.id)
+        return bpf_syscall.map_info(self._table("counters").fd).id
 
     def reset_counters(self) -> None:
         self._table("counters").clear()
@@ -489,14 +459,13 @@ class ExecProgram:
         return int(sum(table[ctypes.c_int(0)])), int(sum(table[ctypes.c_int(1)]))
 
     def open_events(self, handler: Callable[[KernelEvent], None]) -> None:
-        table = self._table("events")
+        size = ctypes.sizeof(self._event_type)
 
-        # No reference to `table` in here: bcc's cleanup must be able to free
-        # it at once, while its map is still open.
-        def on_raw(_cpu: Any, data: Any, _size: Any) -> int:
+        def on_raw(data: bytes) -> int:
             try:
-                event = _decode_event(self._table("events").event(data))
-            except (ValueError, TypeError):  # bcc would swallow it: say it here
+                raw = self._event_type.from_buffer_copy(data[:size].ljust(size, b"\0"))
+                event = _decode_event(raw)
+            except (ValueError, TypeError):
                 log.exception("undecodable event from the kernel")
             else:
                 handler(event)
@@ -504,10 +473,12 @@ class ExecProgram:
             # Negative: libbpf stops this poll here (the event is consumed).
             return -1 if self._batch_left <= 0 else 0
 
-        if self.info.ring_buffer:
-            table.open_ring_buffer(on_raw)
-        else:
-            table.open_perf_buffer(on_raw, page_cnt=abi.RINGBUF_PAGES)
+        self._events = EventBuffer(
+            self._table("events").fd,
+            ring_buffer=self.info.ring_buffer,
+            page_count=abi.RINGBUF_PAGES,
+            handler=on_raw,
+        )
 
     def poll_events(self, timeout_ms: int) -> None:
         """Waits up to timeout_ms for events and hands at most EVENT_BATCH to the handler.
@@ -518,17 +489,23 @@ class ExecProgram:
         only what was there when it began.
         """
         self._batch_left = EVENT_BATCH
-        if self.info.ring_buffer:
-            self._bpf.ring_buffer_poll(timeout_ms)
-        else:
-            self._bpf.perf_buffer_poll(timeout_ms)
+        if self._events is None:
+            time.sleep(timeout_ms / 1000)
+            return
+        self._events.poll(timeout_ms)
 
     def close(self) -> None:
         """Closes this process's hold on the program; pinned links keep it attached."""
-        for fd in self.links.values():
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        for attachment in self._attachments.values():
+            os.close(attachment.fd)
+        for fd in self._programs.values():
             os.close(fd)
-        self.links = {}
-        self._bpf.cleanup()
+        for bpf_map in self._maps_by_name.values():
+            bpf_map.close()
+        self.links, self._attachments, self._programs, self._maps_by_name = {}, {}, {}, {}
 
 
 # The rule maps whose keys start with a set id, filled per bank.
@@ -626,19 +603,3 @@ def _decode_args(raw: Any) -> tuple[str, ...]:
         slots[i * abi.ARG_LEN : (i + 1) * abi.ARG_LEN].split(b"\0", 1)[0].decode(errors="replace")
         for i in range(min(raw.argc, abi.MAX_ARGS))
     )
-
-
-class _BpfMapInfo(ctypes.Structure):
-    # The head of struct bpf_map_info (uapi/linux/bpf.h): enough for the id.
-    _fields_ = (("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("rest", ctypes.c_uint8 * 200))
-
-
-class _BpfProgInfo(ctypes.Structure):
-    # The head of struct bpf_prog_info (uapi/linux/bpf.h): enough for the id.
-    _fields_ = (("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("rest", ctypes.c_uint8 * 200))
-
-
-def _libbcc_obj_info(fd: int, info: ctypes.Structure, size: ctypes.c_uint32) -> int:
-    from bcc.libbcc import lib  # noqa: PLC0415  (part of the one bcc import site)
-
-    return int(lib.bpf_obj_get_info(fd, ctypes.byref(info), ctypes.byref(size)))

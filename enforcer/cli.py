@@ -60,6 +60,11 @@ def main(log_json: bool, verbose: bool) -> None:
     show_default=True, help="Where the names behind the kept counters are saved.",
 )  # fmt: skip
 @click.option(
+    "--bpf-cache", "bpf_cache", type=click.Path(path_type=Path),
+    default=Path("/var/cache/enforcer/bpf"), show_default=True,
+    help="Where the compiled BPF program is kept: a start that finds it there skips the compile.",
+)  # fmt: skip
+@click.option(
     "--metrics",
     metavar="ADDR",
     help="Serve Prometheus metrics on ADDR (host:port); off by default.",
@@ -91,6 +96,7 @@ def run(
     socket_path: Path,
     pin_dir: Path,
     state_dir: Path,
+    bpf_cache: Path,
     metrics: str | None,
     event_log: str | None,
     keep_on_exit: bool,
@@ -108,6 +114,7 @@ def run(
         watch=policy_paths,
         pin_dir=pin_dir,
         state_dir=state_dir,
+        bpf_cache=bpf_cache,
         metrics=metrics,
         event_log=event_log,
         keep_on_exit=keep_on_exit,

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from enforcer import kernel
 from enforcer.abi import EventKind
+from enforcer.bpf_object import DEFAULT_CACHE_DIR
 from enforcer.compiler import Ids
 from enforcer.containers.inventory import discover, identify
 from enforcer.containers.netns import named_netns
@@ -77,6 +78,8 @@ class DaemonOptions:
     # outlive the daemon; None for the tools, which count only while they run.
     pin_dir: Path | None = None
     state_dir: Path | None = None
+    # Where the compiled program is kept (bpf_object.py); None: compile every time.
+    bpf_cache: Path | None = DEFAULT_CACHE_DIR
     # `--metrics ADDR` (host:port) and `--event-log TARGET` (file, journal, stderr).
     metrics: str | None = None
     event_log: str | None = None
@@ -122,15 +125,17 @@ class Daemon:
         if pins is not None:
             pins.lock()  # before the compile: a second daemon fails at once
             pins.release_legacy_held()
-        from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
+        from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (a compile needs the mounts)
 
         program = ExecProgram(
             self.choice.backend,
             ring_buffer=facts.ring_buffer,
             trace_all=self.options.trace_all,
             pin_dir=self.options.pin_dir,
+            cache_dir=self.options.bpf_cache,
         )
-        log.info("BPF program compiled and loaded in %.2f s", program.info.compile_seconds)
+        how = "loaded from the cache" if program.info.from_cache else "compiled and loaded"
+        log.info("BPF program %s in %.2f s", how, program.info.compile_seconds)
         with ExitStack() as running:
             running.callback(program.close)
             if pins is not None:

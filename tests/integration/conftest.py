@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from podman_helpers import debian_image_unavailable_reason, import_debian_image
 
+from enforcer import kernel
 from enforcer.control import request
 from enforcer.errors import DaemonUnavailableError
 
@@ -154,6 +155,18 @@ def start_daemon(
             time.sleep(0.1)
     daemon.stop()
     raise AssertionError(f"daemon not ready after {DAEMON_START_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def exec_program_class() -> Any:
+    """bpf_program.ExecProgram, imported once the mounts it needs are made."""
+    reason = bpf_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    kernel.ensure_mounts()
+    from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (a compile needs the mounts)
+
+    return ExecProgram
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import bpf_unavailable_reason, requested_backend
+from conftest import requested_backend
 
 from enforcer import abi, kernel
 from enforcer.compiler import compile_policies
@@ -26,17 +26,6 @@ from enforcer.policy.model import ExecPolicy
 pytestmark = pytest.mark.root
 
 KILLED = -signal.SIGKILL
-
-
-@pytest.fixture(scope="module")
-def exec_program_class() -> Any:
-    reason = bpf_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    kernel.ensure_mounts()
-    from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
-
-    return ExecProgram
 
 
 @pytest.fixture(params=[True, False], ids=["ring-buffer", "perf-buffer"])

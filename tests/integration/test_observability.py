@@ -28,9 +28,11 @@ def test_metrics_and_event_log_report_a_kill(tmp_path: Path, program: Path) -> N
     )
     try:
         assert subprocess.run([str(program), "/a", "/b"], check=False).returncode == -9
-        url = re.search(r"metrics on (http://\S+)", daemon.log.read_text())
-        assert url is not None, daemon.log.read_text()
         deadline = time.monotonic() + WAIT_S
+        # Logged once the endpoint listens, which may be just after the socket does.
+        while (url := re.search(r"metrics on (http://\S+)", daemon.log.read_text())) is None:
+            assert time.monotonic() < deadline, daemon.log.read_text()
+            time.sleep(0.05)
         while not events.exists() or not events.read_text():
             assert time.monotonic() < deadline, "no event logged"
             time.sleep(0.05)
