@@ -121,7 +121,9 @@ struct config_value {
      * container's cgroup, is the runtime's own (runc re-executing itself
      * before it makes the container's namespaces), and no default applies. */
     u32 host_mnt_ns;
-    u32 reserved;
+    /* The set-id bank in force (enforcer/bpf_program.py); the kernel never
+     * reads it: it is kept here for a next daemon that reuses this program. */
+    u32 bank;
 };
 
 struct hit {

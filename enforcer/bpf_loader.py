@@ -14,13 +14,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from enforcer import bpf_syscall, kernel
 from enforcer.bpf_maps import Map
 from enforcer.bpf_object import (
     PINNED_MAPS,
     CompiledObject,
+    MapSpec,
     cache_key,
     ctype_of,
     read_cached,
@@ -116,9 +116,7 @@ def load(obj: CompiledObject, *, pin_dir: Path | None) -> dict[str, Map]:
                 )  # fmt: skip
                 if pin is not None:
                     bpf_syscall.obj_pin(fd, pin)
-            key_type = ctype_of(spec.key_desc) if spec.key_desc else None
-            value_type = ctype_of(spec.value_desc) if spec.value_desc else None
-            made[spec.name] = Map(spec.name, fd, key_type, value_type, spec.map_type)
+            made[spec.name] = _map(spec, fd)
     except OSError as e:
         for bpf_map in made.values():
             bpf_map.close()
@@ -126,15 +124,46 @@ def load(obj: CompiledObject, *, pin_dir: Path | None) -> dict[str, Map]:
     return made
 
 
-def _pinned_map(pin: Path, spec: Any) -> int | None:
+def reopen(obj: CompiledObject, maps_dir: Path, pin_dir: Path) -> dict[str, Map] | None:
+    """The maps of a loaded program of this object, from their pins; None if any is amiss."""
+    found: dict[str, Map] = {}
+    for spec in obj.maps:
+        shared = PINNED_MAPS.get(spec.name)
+        pin = pin_dir / shared if shared else maps_dir / spec.name
+        try:
+            fd = bpf_syscall.obj_get(pin)
+        except OSError:
+            fd = None
+        if fd is not None and not _same_layout(fd, spec):
+            os.close(fd)
+            fd = None
+        if fd is None:
+            for bpf_map in found.values():
+                bpf_map.close()
+            return None
+        found[spec.name] = _map(spec, fd)
+    return found
+
+
+def _map(spec: MapSpec, fd: int) -> Map:
+    key_type = ctype_of(spec.key_desc) if spec.key_desc else None
+    value_type = ctype_of(spec.value_desc) if spec.value_desc else None
+    return Map(spec.name, fd, key_type, value_type, spec.map_type)
+
+
+def _same_layout(fd: int, spec: MapSpec) -> bool:
+    info = bpf_syscall.map_info(fd)
+    wanted = (spec.map_type, spec.key_size, spec.value_size, spec.max_entries)
+    return (info.map_type, info.key_size, info.value_size, info.max_entries) == wanted
+
+
+def _pinned_map(pin: Path, spec: MapSpec) -> int | None:
     """The pinned map, if it has this layout; one of another layout is replaced."""
     try:
         fd = bpf_syscall.obj_get(pin)
     except FileNotFoundError:
         return None
-    info = bpf_syscall.map_info(fd)
-    wanted = (spec.map_type, spec.key_size, spec.value_size, spec.max_entries)
-    if (info.map_type, info.key_size, info.value_size, info.max_entries) == wanted:
+    if _same_layout(fd, spec):
         return fd
     os.close(fd)
     log.warning("the map pinned at %s has another layout: replacing it", pin)

@@ -230,5 +230,9 @@ def describe(ctype: Any) -> Any:
     return [ctype.__name__, fields, "struct"]
 
 
+# In a generation's pin directory (pins.py): its own maps, and its compiled
+# program's key, which says whether a next daemon may reuse it as it is.
+GENERATION_MAPS = "maps"
+PROGRAM_KEY = "program-key"
 PINNED_MAPS = {"counters": "counters", "held": abi.HELD_PIN, "liveness": "liveness"}
 """Maps every generation of the program shares, by their pin's name (pins.py)."""

@@ -21,13 +21,20 @@ from enforcer import abi, bpf_loader, bpf_syscall, kernel
 from enforcer.abi import Action, EventKind
 from enforcer.bpf_events import EventBuffer
 from enforcer.bpf_maps import Map
-from enforcer.bpf_object import DEFAULT_CACHE_DIR, ctype_of
+from enforcer.bpf_object import (
+    DEFAULT_CACHE_DIR,
+    PINNED_MAPS,
+    PROGRAM_KEY,
+    CompiledObject,
+    ctype_of,
+)
 from enforcer.btf import VMLINUX
 from enforcer.compiler import GROUP_POLICY_ID, Hit, MapContents
 from enforcer.containers.namespaces import host_mount_namespace
 from enforcer.errors import BpfLoadError, MapWriteError
 from enforcer.kernel import KPROBE_PASS_FUNCTION, Backend
 from enforcer.links import Attachment, LinkError
+from enforcer.pins import Reusable
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +104,10 @@ class ExecProgram:
     With a pin_dir, its hooks are attached through BPF links (`links`) that
     the daemon pins, so the program can outlive the process; it then decides
     execs only once made the generation in force (`take_over`).
+
+    `reuse` is the pin directory of the generation in force (pins.reuse_dir):
+    where its program is this very compiled program, nothing is loaded at
+    all; its maps are reopened, and it goes on deciding as it did (`reused`).
     """
 
     def __init__(
@@ -107,6 +118,7 @@ class ExecProgram:
         trace_all: bool = False,
         pin_dir: Path | None = None,
         cache_dir: Path | None = DEFAULT_CACHE_DIR,
+        reuse: Reusable | None = None,
     ) -> None:
         cflags = [f"-I{abi.BPF_DIR}", *_layout_cflags()]
         if backend is Backend.KPROBE:
@@ -119,10 +131,38 @@ class ExecProgram:
         compiled, from_cache = bpf_loader.compiled(SOURCE, cflags, cache_dir)
         if pin_dir is not None:
             pin_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._maps_by_name = bpf_loader.load(compiled, pin_dir=pin_dir)
+        self.key = compiled.key
         self._programs: dict[str, int] = {}
         self._attachments: dict[str, Attachment] = {}
         self._events: EventBuffer | None = None
+        reopened = _reopen(compiled, reuse, pin_dir)
+        self.reused = reopened is not None
+        if reopened is not None:
+            self._maps_by_name = reopened
+        else:
+            self._maps_by_name = bpf_loader.load(compiled, pin_dir=pin_dir)
+            self._load(compiled, backend)
+        self.links = self._persistent_links() if pin_dir is not None and not self.reused else {}
+        self._event_type = ctype_of(compiled.event_desc)
+        self.info = LoadInfo(
+            backend=backend,
+            ring_buffer=ring_buffer,
+            compile_seconds=time.monotonic() - started,
+            program_ids=_linked_program_ids(reuse) if reuse and self.reused else
+            tuple(bpf_syscall.prog_id(fd) for fd in self._programs.values()),
+            from_cache=from_cache,
+        )  # fmt: skip
+        self._uncounted = 0  # the daemon's own counts that found the counters map full
+        self._batch_left = EVENT_BATCH
+        self._maps = MapContents(cgroup_sets={}, host_set_id=abi.NO_SET, names={}, paths={})
+        if self.reused:
+            self._bank = int(self._table("config")[ctypes.c_int(abi.CONFIG_KEY)].bank)
+        else:  # a reused program's host set stays in force until the first apply
+            self._bank = 0
+            self._set_config(host_set_id=abi.NO_SET, host_flags=0)
+        self._set_config(trace_all=trace_all, host_mnt_ns=host_mount_namespace())
+
+    def _load(self, compiled: CompiledObject, backend: Backend) -> None:
         try:
             names = {function.name for function in compiled.functions}
             self._programs = bpf_loader.load_programs(compiled, self._maps_by_name, names)
@@ -134,21 +174,10 @@ class ExecProgram:
                 "doctor`, and try another backend with `enforcer run --backend kprobe` or "
                 "`--backend tracepoint`."
             ) from e
-        self.links = self._persistent_links() if pin_dir is not None else {}
-        self._event_type = ctype_of(compiled.event_desc)
-        self.info = LoadInfo(
-            backend=backend,
-            ring_buffer=ring_buffer,
-            compile_seconds=time.monotonic() - started,
-            program_ids=tuple(bpf_syscall.prog_id(fd) for fd in self._programs.values()),
-            from_cache=from_cache,
-        )
-        self._bank = 0
-        self._uncounted = 0  # the daemon's own counts that found the counters map full
-        self._batch_left = EVENT_BATCH
-        self._maps = MapContents(cgroup_sets={}, host_set_id=abi.NO_SET, names={}, paths={})
-        self._set_config(host_set_id=abi.NO_SET, host_flags=0, trace_all=trace_all)
-        self._set_config(host_mnt_ns=host_mount_namespace())
+
+    def generation_maps(self) -> dict[str, int]:
+        """The maps of this program alone, by name: pinned for a next daemon to reuse."""
+        return {name: m.fd for name, m in self._maps_by_name.items() if name not in PINNED_MAPS}
 
     def _table(self, name: str) -> Map:
         return self._maps_by_name[name]
@@ -178,6 +207,7 @@ class ExecProgram:
         hold_new: bool | None = None,
         generation: int | None = None,
         host_mnt_ns: int | None = None,
+        bank: int | None = None,
     ) -> None:
         table = self._table("config")
         value = table[ctypes.c_int(abi.CONFIG_KEY)]
@@ -195,6 +225,8 @@ class ExecProgram:
             value.generation = generation
         if host_mnt_ns is not None:
             value.host_mnt_ns = host_mnt_ns
+        if bank is not None:
+            value.bank = bank
         table[ctypes.c_int(abi.CONFIG_KEY)] = value
 
     def hold_new_cgroups(self, on: bool) -> None:
@@ -274,6 +306,7 @@ class ExecProgram:
             host_set_id=_in_bank(base, host),
             host_flags=maps.flags_of(host),
             host_name_lengths=maps.name_lengths_of(host),
+            bank=bank,
         )
         for name, keys in old.items():
             _delete_keys(self._table(name), keys)
@@ -517,6 +550,27 @@ _FULL_SLOTS = {
     "uncounted_hits": abi.FULL_COUNTERS,
     "held_lost": abi.HELD_LOST,
 }
+
+
+def _reopen(
+    compiled: CompiledObject, reuse: Reusable | None, pin_dir: Path | None
+) -> dict[str, Map] | None:
+    """The maps of the program in force, where it is `compiled` and was pinned whole."""
+    if reuse is None or pin_dir is None or reuse.key != compiled.key:
+        return None  # nothing to reuse; or another version's program, or other flags
+    return bpf_loader.reopen(compiled, reuse.maps_dir, pin_dir)
+
+
+def _linked_program_ids(reuse: Reusable) -> tuple[int, ...]:
+    ids = []
+    for pin in reuse.directory.iterdir():
+        if pin.is_file() and pin.name != PROGRAM_KEY:
+            fd = bpf_syscall.obj_get(pin)
+            try:
+                ids.append(bpf_syscall.link_prog_id(fd))
+            finally:
+                os.close(fd)
+    return tuple(ids)
 
 
 def _layout_cflags() -> list[str]:

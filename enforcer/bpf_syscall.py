@@ -194,6 +194,11 @@ def prog_load(
     raise AssertionError("unreachable")
 
 
+def link_prog_id(fd: int) -> int:
+    # struct bpf_link_info: type, id, prog_id
+    return int(struct.unpack_from("=III", _info(fd, 64))[2])
+
+
 def raw_tracepoint_open(name: str | None, prog_fd: int) -> int:
     """Attaches a raw tracepoint program (or, name None, an LSM one): a link fd."""
     raw = ctypes.create_string_buffer(name.encode()) if name is not None else None

@@ -14,6 +14,7 @@ variable-length type records, then a string table.
 from __future__ import annotations
 
 import struct
+from array import array
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -90,26 +91,30 @@ class Btf:
         self._strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
         if len(self._types_raw) != type_len or len(self._strings) != str_len:
             raise BtfError("BTF is truncated")
-        self._offsets = self._walk()
+        self._offsets, self._type_names = self._walk()
 
     @classmethod
     def from_file(cls, path: Path = VMLINUX) -> Btf:
         return cls(path.read_bytes())
 
-    def _walk(self) -> list[int]:
-        """Where each type's record starts; index 0 (void) has none."""
+    def _walk(self) -> tuple[list[int], bytes]:
+        """Where each type's record starts, and each type's name offset (u32s, packed).
+
+        Index 0 (void) has neither. The packed names let `find` search in C.
+        """
         fixed = [_FIXED_EXTRA.get(k, 0) for k in range(32)]
         per_entry = [_PER_ENTRY.get(k, 0) for k in range(32)]
         raw, unpack, end = self._types_raw, _TYPE.unpack_from, len(self._types_raw)
-        offsets, offset = [-1], 0
+        offsets, names, offset = [-1], array("I", [0]), 0
         while offset + _TYPE.size <= end:
             offsets.append(offset)
-            info = unpack(raw, offset)[1]
+            name_off, info, _ = unpack(raw, offset)
+            names.append(name_off)
             kind = (info >> 24) & 0x1F
             offset += _TYPE.size + fixed[kind] + per_entry[kind] * (info & 0xFFFF)
         if offset != end:
             raise BtfError("BTF type section ends inside a type")
-        return offsets
+        return offsets, names.tobytes()
 
     def _type(self, type_id: int) -> _Type:
         if type_id <= 0 or type_id >= len(self._offsets):
@@ -125,22 +130,25 @@ class Btf:
 
     def find(self, kind: Kind, name: str) -> int | None:
         """The id of the first type of `kind` called `name`."""
-        wanted = name.encode()
-        name_offs = set()
-        start = 0
-        while (at := self._strings.find(b"\0" + wanted + b"\0", start)) >= 0:
-            name_offs.add(at + 1)
-            start = at + 1
-        if self._strings.startswith(wanted + b"\0"):
-            name_offs.add(0)
-        if not name_offs:
+        name_off = self._string_offset(name.encode())
+        if name_off is None:
             return None
-        raw, unpack = self._types_raw, _TYPE.unpack_from
-        for type_id in range(1, len(self._offsets)):
-            name_off, info, _ = unpack(raw, self._offsets[type_id])
-            if name_off in name_offs and (info >> 24) & 0x1F == kind:
+        wanted, at, found = struct.pack("=I", name_off), 0, []
+        while (at := self._type_names.find(wanted, at)) >= 0:
+            if at % 4 == 0:
+                found.append(at // 4)
+            at += 1
+        for type_id in found:
+            if self._type(type_id).kind == kind:
                 return type_id
         return None
+
+    def _string_offset(self, text: bytes) -> int | None:
+        # The kernel's BTF holds each string once (pahole deduplicates them).
+        if self._strings.startswith(text + b"\0"):
+            return 0
+        at = self._strings.find(b"\0" + text + b"\0")
+        return at + 1 if at >= 0 else None
 
     def member_offset(self, struct_name: str, member: str) -> int | None:
         """Byte offset of `member` in `struct struct_name`, looking into anonymous members."""

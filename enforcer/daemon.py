@@ -127,15 +127,20 @@ class Daemon:
             pins.release_legacy_held()
         from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (a compile needs the mounts)
 
+        live = pins.live_generation() if pins is not None else 0
         program = ExecProgram(
             self.choice.backend,
             ring_buffer=facts.ring_buffer,
             trace_all=self.options.trace_all,
             pin_dir=self.options.pin_dir,
             cache_dir=self.options.bpf_cache,
+            reuse=pins.reusable(live) if pins is not None and live else None,
         )
-        how = "loaded from the cache" if program.info.from_cache else "compiled and loaded"
-        log.info("BPF program %s in %.2f s", how, program.info.compile_seconds)
+        if program.reused:
+            log.info("BPF program of generation %d reused: nothing compiled or loaded", live)
+        else:
+            how = "loaded from the cache" if program.info.from_cache else "compiled and loaded"
+            log.info("BPF program %s in %.2f s", how, program.info.compile_seconds)
         with ExitStack() as running:
             running.callback(program.close)
             if pins is not None:
@@ -160,7 +165,8 @@ class Daemon:
         """Makes the new program the next generation, ready to follow new cgroups."""
         previous = program.live_generation()
         pins.remove_links(keep=previous)  # from a start that died before taking over
-        self.generation = previous + 1
+        # A reused program stays the generation it was: there is no handover.
+        self.generation = previous if program.reused else previous + 1
         program.prepare_generation(self.generation)
         if not self.options.keep_on_exit:
             running.callback(self._unpin, pins)
@@ -168,8 +174,10 @@ class Daemon:
     def _take_over(self, program: Any, pins: PinDir) -> None:
         """Puts this generation in force (its maps are full), then lets the old one go."""
         if program.links:
-            pins.pin_links(self.generation, program.links)
+            pins.pin_links(self.generation, program.links, program.generation_maps(), program.key)
             self.persistent = True
+        elif program.reused:
+            self.persistent = True  # its links are pinned already
         program.take_over(self.generation)
         self.took_over = True
         replaced = pins.remove_links(keep=self.generation)

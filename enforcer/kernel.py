@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import logging
 import os
 import platform
@@ -205,7 +206,9 @@ def probe() -> KernelFacts:
     )
 
 
+@functools.cache
 def _read_btf() -> Btf | None:
+    # Once per process: the running kernel's BTF does not change.
     try:
         return Btf.from_file(VMLINUX)
     except (OSError, BtfError) as e:
@@ -213,6 +216,7 @@ def _read_btf() -> Btf | None:
         return None
 
 
+@functools.cache
 def current_layout() -> ExecLayout | None:
     """The struct offsets the exec program reads at, from this kernel's BTF."""
     btf = _read_btf()

@@ -140,5 +140,12 @@ def u32_keys(map_fd: int) -> Iterator[int]:
         yield key.value
 
 
+def u64_value(map_fd: int, key: int) -> int:
+    """The value at u32 `key` of a map whose values are u64 (the liveness array)."""
+    value = ctypes.c_uint64()
+    bpf_syscall.map_lookup(map_fd, ctypes.c_uint32(key), value)
+    return value.value
+
+
 def delete_u32_key(map_fd: int, key: int) -> None:
     bpf_syscall.map_delete(map_fd, ctypes.c_uint32(key))

@@ -4,8 +4,12 @@ Layout (default /sys/fs/bpf/enforcer):
     counters, held-2, liveness maps every generation of the program shares
                                (the held map's name changes with its layout)
     links-<N>/<hook>           the links that keep generation N attached
+    links-<N>/maps/<map>       its own maps, and links-<N>/program-key, the key
+                               of its compiled program (bpf_object.cache_key)
 
-Each start of the daemon loads generation N+1 beside the N still enforcing
+A start whose compiled program is the one generation N runs reuses it as it
+is: its maps are reopened, nothing is loaded, and N stays in force. Any other
+start of the daemon loads generation N+1 beside the N still enforcing
 and, once its maps are full, makes it the one in force and removes links-N:
 the old program leaves the kernel only after the new one decides. Links of a
 generation that never came into force (a start that died half-way) are
@@ -14,6 +18,7 @@ removed at the next start.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import logging
 import os
@@ -23,7 +28,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from enforcer import abi, links
+from enforcer import abi, bpf_syscall, links
+from enforcer.bpf_object import GENERATION_MAPS, PROGRAM_KEY
 from enforcer.errors import EnforcerError
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,49 @@ class PinDirBusyError(EnforcerError):
 class Unloaded:
     generations: tuple[int, ...]  # whose links were removed
     released: int  # held execs let go
+
+
+@dataclass(frozen=True)
+class Reusable:
+    """A generation's pin directory and the key of the program it runs."""
+
+    directory: Path
+    key: str
+
+    @property
+    def maps_dir(self) -> Path:
+        return self.directory / GENERATION_MAPS
+
+
+# bpffs holds BPF objects only: the key is the value of a one-entry array map.
+_KEY_SIZE = 64
+_MAP_TYPE_ARRAY = 2
+
+
+def _pin_key(path: Path, key: str) -> None:
+    fd = bpf_syscall.map_create(_MAP_TYPE_ARRAY, key_size=4, value_size=_KEY_SIZE,
+                                max_entries=1, flags=0, name="program_key")  # fmt: skip
+    try:
+        value = ctypes.create_string_buffer(key.encode(), _KEY_SIZE)
+        bpf_syscall.map_update(fd, ctypes.c_uint32(0), value)
+        links.pin(fd, path)
+    finally:
+        os.close(fd)
+
+
+def _pinned_key(path: Path) -> str | None:
+    try:
+        fd = bpf_syscall.obj_get(path)
+    except OSError:
+        return None
+    try:
+        if bpf_syscall.map_info(fd).value_size != _KEY_SIZE:
+            return None
+        value = ctypes.create_string_buffer(_KEY_SIZE)
+        found = bpf_syscall.map_lookup(fd, ctypes.c_uint32(0), value)
+        return value.value.decode(errors="replace") if found else None
+    finally:
+        os.close(fd)
 
 
 class PinDir:
@@ -76,12 +125,40 @@ class PinDir:
             int(m[1]) for entry in self.path.iterdir() if (m := _LINKS.fullmatch(entry.name))
         )
 
-    def pin_links(self, generation: int, link_fds: dict[str, int]) -> None:
+    def pin_links(
+        self, generation: int, link_fds: dict[str, int], map_fds: dict[str, int], key: str
+    ) -> None:
+        """Pins a generation's links, and its own maps for a next daemon to reuse.
+
+        The links are pinned first and the program key last: a directory
+        with a key is whole (reuse_dir).
+        """
         directory = self.links_dir(generation)
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(mode=0o700)
         for name, fd in link_fds.items():
             links.pin(fd, directory / name)
+        (directory / GENERATION_MAPS).mkdir(mode=0o700)
+        for name, fd in map_fds.items():
+            links.pin(fd, directory / GENERATION_MAPS / name)
+        _pin_key(directory / PROGRAM_KEY, key)
+
+    def live_generation(self) -> int:
+        """The generation in force, as the pinned liveness map says; 0 if none."""
+        try:
+            fd = links.open_pinned(self.path / "liveness")
+        except FileNotFoundError:
+            return 0
+        try:
+            return links.u64_value(fd, abi.LIVE_GENERATION)
+        finally:
+            os.close(fd)
+
+    def reusable(self, generation: int) -> Reusable | None:
+        """`generation`'s program, if it was pinned whole: see ExecProgram."""
+        directory = self.links_dir(generation)
+        key = _pinned_key(directory / PROGRAM_KEY)
+        return Reusable(directory, key) if key is not None else None
 
     def remove_links(self, keep: int | None = None) -> list[int]:
         """Removes every generation's links but `keep`'s: those programs leave the kernel."""

@@ -103,7 +103,11 @@ class AttemptLoop:
         self._thread.join()
 
 
-def test_enforcement_has_no_gap_across_kill_9_and_restart(tmp_path: Path, program: Path) -> None:
+@pytest.mark.parametrize("next_program", ["the same", "another"])
+def test_enforcement_has_no_gap_across_kill_9_and_restart(
+    tmp_path: Path, program: Path, next_program: str
+) -> None:
+    """The same program is reused as it is; another (an upgrade) takes over as generation 2."""
     policies = policy_dir(tmp_path, program, "no-gap")
     pin_dir = pin_dir_for_test()
     first = start_daemon(policies, tmp_path, pin_dir=pin_dir)
@@ -113,6 +117,8 @@ def test_enforcement_has_no_gap_across_kill_9_and_restart(tmp_path: Path, progra
             time.sleep(0.3)
             first.process.send_signal(signal.SIGKILL)
             first.process.wait()
+            if next_program == "another":  # as an older version pinned it: no program key
+                (pin_dir / "links-1" / "program-key").unlink()
             killed_at = len(attempts.endings)
             time.sleep(0.5)
             second = start_daemon(policies, tmp_path, pin_dir=pin_dir)
@@ -123,7 +129,11 @@ def test_enforcement_has_no_gap_across_kill_9_and_restart(tmp_path: Path, progra
         assert during_restart >= 10, "too few runs while no daemon ran to show anything"
         # Each run counted once: by the old program or the new, never by both.
         assert blocked(second) == len(attempts.endings)
-        assert linked_generations(pin_dir) == ["links-2"]
+        assert linked_generations(pin_dir) == [
+            "links-1" if next_program == "the same" else "links-2"
+        ]
+        reused = "reused: nothing compiled or loaded" in second.log.read_text()
+        assert reused == (next_program == "the same")
     finally:
         first.stop(keep_pins=True)
         if second is not None:
