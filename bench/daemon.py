@@ -89,18 +89,24 @@ class Daemon:
 
 
 @contextmanager
-def running(policies: Path, workdir: Path, bpf_cache: Path | None = None) -> Iterator[Daemon]:
+def running(
+    policies: Path, workdir: Path, bpf_cache: Path | None = None, kept_pins: Path | None = None
+) -> Iterator[Daemon]:
     """Starts `enforcer run`, waits until it is enforcing, and stops it when the block ends.
 
     Whatever the daemon keeps across restarts (pinned counters, saved state)
     goes to places of its own, removed after: never those of a real enforcer
-    on this host.
+    on this host. With `kept_pins`, the daemon pins there and leaves its
+    program enforcing when it stops (--keep-on-exit), for the next start to
+    take over; the caller ends that with `unload`.
     """
     socket = workdir / "enforcer.sock"
     log = workdir / "daemon.log"
-    pin_dir = BPFFS / f"enforcer-bench-{secrets.token_hex(4)}"
+    pin_dir = kept_pins or BPFFS / f"enforcer-bench-{secrets.token_hex(4)}"
     argv = [sys.executable, "-m", "enforcer", "run", "--policies", str(policies)]
     argv += ["--socket", str(socket), *_private_state(pin_dir, workdir / "state", bpf_cache)]
+    if kept_pins is not None and "--keep-on-exit" in _run_options():
+        argv.append("--keep-on-exit")
     try:
         with log.open("ab") as log_file:
             started = time.monotonic()
@@ -111,7 +117,15 @@ def running(policies: Path, workdir: Path, bpf_cache: Path | None = None) -> Ite
         finally:
             processes.stop(process, signal.SIGTERM, STOP_TIMEOUT_S)
     finally:
-        shutil.rmtree(pin_dir, ignore_errors=True)
+        if kept_pins is None:
+            shutil.rmtree(pin_dir, ignore_errors=True)
+
+
+def unload(pin_dir: Path) -> None:
+    """Ends what daemons started with `kept_pins` left enforcing, and removes the pins."""
+    subprocess.run([sys.executable, "-m", "enforcer", "unload", "--pin-dir", str(pin_dir)],
+                   capture_output=True, check=False)  # fmt: skip
+    shutil.rmtree(pin_dir, ignore_errors=True)
 
 
 @functools.cache

@@ -100,6 +100,7 @@ def _lifecycle_panel(ax: Any, results: Results) -> None:
         ("first start\n(compiles)", times.first_start_s),
         ("cold start\n(cached)", times.start_s),
         ("BPF load\n(cached)", times.compile_s),
+        ("restart\n(reused)", times.warm_start_s),
         ("policy change\n+ SIGHUP", times.reload_sighup_s),
         ("policy change\nalone", times.reload_file_only_s),
     ]

@@ -272,6 +272,7 @@ def _start_reload(s: StartReload) -> Table:
         _summary_row("  of which BPF compile + load (daemon log)", s.first_compile_s, 1000, "ms"),
         _summary_row("enforcer run -> enforcing, program cached", s.start_s, 1000, "ms"),
         _summary_row("  of which BPF load (daemon log)", s.compile_s, 1000, "ms"),
+        _summary_row("enforcer run -> enforcing, restart (reused)", s.warm_start_s, 1000, "ms"),
         _summary_row("policy file change + SIGHUP -> enforced", s.reload_sighup_s, 1000, "ms"),
     ]
     if s.reload_file_only_s is not None:

@@ -52,6 +52,7 @@ class StartReload:
     compile_s: Summary | None  # what the daemon logged for its BPF (compile and) load
     first_start_s: Summary  # with an empty cache: the compile included
     first_compile_s: Summary | None
+    warm_start_s: Summary  # a restart with the program in force (--keep-on-exit) reused
     reload_sighup_s: Summary
     reload_file_only_s: Summary | None  # None: the daemon does not reload on a file change
     cli: list[CliRun]
@@ -79,6 +80,7 @@ def run(
             compiled = started.compile_seconds()
             if compiled is not None:
                 compiles[index > 0].append(compiled)
+    warm = _warm_starts(policies, workdir, bpf_cache, settings.starts, neighbours)
     run_dir = workdir / "reload"
     run_dir.mkdir()
     with daemon.running(policies, run_dir) as running:
@@ -99,10 +101,30 @@ def run(
         compile_s=optional_summary(compiles[1]),
         first_start_s=Summary.of(starts[0]),
         first_compile_s=optional_summary(compiles[0]),
+        warm_start_s=Summary.of(warm),
         reload_sighup_s=Summary.of(by_sighup),
         reload_file_only_s=optional_summary(by_file),
         cli=cli,
     )
+
+
+def _warm_starts(
+    policies: Path, workdir: Path, bpf_cache: Path, count: int, neighbours: Neighbours
+) -> list[float]:
+    """Restarts of a daemon that left its program enforcing: the next one reuses it."""
+    pins = daemon.BPFFS / f"enforcer-bench-warm-{secrets.token_hex(4)}"
+    starts = []
+    try:
+        for index in range(count + 1):  # the first leaves the program for the others
+            run_dir = workdir / f"warm-{index}"
+            run_dir.mkdir()
+            neighbours.settle()
+            with daemon.running(policies, run_dir, bpf_cache, kept_pins=pins) as started:
+                if index > 0:
+                    starts.append(started.start_seconds)
+    finally:
+        daemon.unload(pins)
+    return starts
 
 
 def _cli_run(name: str, args: list[str]) -> CliRun:
