@@ -198,7 +198,7 @@ def probe() -> KernelFacts:
         send_signal=kernel_version(release) >= SEND_SIGNAL_VERSION,
         lsm_active=lsm_active,
         lsm_load_error=lsm_load_error,
-        layout=exec_layout(btf) if btf is not None else None,
+        layout=current_layout(),
         kprobe_pass_function=_kprobe_target(tracefs, KPROBE_PASS_FUNCTION),
         cgroup2=_cgroup2_mount(),
         headers=probe_headers(release),
