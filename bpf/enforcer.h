@@ -124,6 +124,18 @@ struct config_value {
     /* The set-id bank in force (enforcer/bpf_program.py); the kernel never
      * reads it: it is kept here for a next daemon that reuses this program. */
     u32 bank;
+    /* Random, nonzero, this program's own (see counted_already). */
+    u32 instance;
+    u32 reserved;
+};
+
+/* The exec whose hits a program counted last on a CPU (last_counted). */
+struct counted_exec {
+    u64 pid_tgid;
+    u64 bprm;          /* its struct linux_binprm, as an address */
+    u64 at_ns;         /* bpf_ktime_get_ns */
+    u32 instance;      /* config_value.instance of the program that counted */
+    u32 reserved;
 };
 
 struct hit {

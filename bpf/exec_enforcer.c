@@ -80,6 +80,7 @@ BPF_TABLE("lru_hash", u32, struct exec_hits, pass_hits, MAX_HELD);
 BPF_HASH(counters, struct counter_key, u64, MAX_COUNTERS);
 BPF_HASH(held, u32, struct held_exec, MAX_HELD);
 BPF_ARRAY(liveness, u64, LIVE_SLOTS);
+BPF_PERCPU_ARRAY(last_counted, struct counted_exec, 1);
 /* Every exec seen, and events the buffer had no room for. */
 BPF_PERCPU_ARRAY(exec_total, u64, 1);
 BPF_PERCPU_ARRAY(event_drops, u64, 1);
@@ -555,6 +556,32 @@ static __always_inline int submit(void *ctx, u64 cgroup_id, u32 kind, const stru
     return 1;
 }
 
+/* Within this long of another program's count, the same exec is the same. */
+#define SAME_EXEC_NS 1000000
+
+/* Whether another program counted this very exec already. At a generation
+ * handover both generations' programs run on one exec, back to back on one
+ * CPU, and each reads the liveness on its own: the switch can fall between
+ * them, so that both decide. The second still kills, but counts and reports
+ * nothing. Either way this program is the last to have counted here. A
+ * false match (the same process, bprm at the same address, within 1 ms)
+ * costs one count, never a kill. */
+static __always_inline int counted_already(const struct config_value *cfg, const void *bprm)
+{
+    int zero = 0;
+    struct counted_exec *last = last_counted.lookup(&zero);
+    if (!last)
+        return 0;
+    u64 now = bpf_ktime_get_ns(), pid_tgid = bpf_get_current_pid_tgid();
+    int same = last->pid_tgid == pid_tgid && last->bprm == (u64)bprm &&
+               last->instance != cfg->instance && now - last->at_ns < SAME_EXEC_NS;
+    last->pid_tgid = pid_tgid;
+    last->bprm = (u64)bprm;
+    last->at_ns = now;
+    last->instance = cfg->instance;
+    return same;
+}
+
 /* Counts and reports every hit in s->acc; returns its VERDICT_ bits. */
 static __always_inline u32 apply_hits(void *ctx, u64 cgroup_id, struct scratch *s,
                                       const char *invoked, int after_exec)
@@ -792,7 +819,9 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
         if (flags & SET_DEFAULTS)
             add_defaults(s, set_id, cfg->host_mnt_ns);
     }
-    u32 verdict = apply_hits(ctx, cgroup_id, s, filename, 1);
+    u32 verdict = s->acc.verdict;
+    if (s->acc.count && !counted_already(cfg, bprm))
+        apply_hits(ctx, cgroup_id, s, filename, 1);
     if (cfg->trace_all && s->acc.count == 0) {
         resolve_path(s);
         submit(ctx, cgroup_id, EVENT_EXEC, 0, s, filename, 1);
@@ -863,7 +892,8 @@ static __always_inline u32 on_pass(void *ctx, const void *bprm)
 #ifdef BACKEND_LSM
     if (s->acc.verdict & VERDICT_DENY) {
         /* The exec fails here: count it now, sched_process_exec never comes. */
-        apply_hits(ctx, cgroup_id, s, filename, 0);
+        if (!counted_already(cfg, bprm))
+            apply_hits(ctx, cgroup_id, s, filename, 0);
         pass_hits.delete(&tid);
     }
 #endif

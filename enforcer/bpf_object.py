@@ -234,5 +234,10 @@ def describe(ctype: Any) -> Any:
 # program's key, which says whether a next daemon may reuse it as it is.
 GENERATION_MAPS = "maps"
 PROGRAM_KEY = "program-key"
-PINNED_MAPS = {"counters": "counters", "held": abi.HELD_PIN, "liveness": "liveness"}
+PINNED_MAPS = {
+    "counters": "counters",
+    "held": abi.HELD_PIN,
+    "liveness": "liveness",
+    "last_counted": "last-counted",
+}
 """Maps every generation of the program shares, by their pin's name (pins.py)."""

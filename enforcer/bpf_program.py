@@ -11,6 +11,7 @@ import ctypes
 import errno
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -159,7 +160,8 @@ class ExecProgram:
             self._bank = int(self._table("config")[ctypes.c_int(abi.CONFIG_KEY)].bank)
         else:  # a reused program's host set stays in force until the first apply
             self._bank = 0
-            self._set_config(host_set_id=abi.NO_SET, host_flags=0)
+            instance = 1 + secrets.randbelow(0xFFFFFFFF)
+            self._set_config(host_set_id=abi.NO_SET, host_flags=0, instance=instance)
         self._set_config(trace_all=trace_all, host_mnt_ns=host_mount_namespace())
 
     def _load(self, compiled: CompiledObject, backend: Backend) -> None:
@@ -208,6 +210,7 @@ class ExecProgram:
         generation: int | None = None,
         host_mnt_ns: int | None = None,
         bank: int | None = None,
+        instance: int | None = None,
     ) -> None:
         table = self._table("config")
         value = table[ctypes.c_int(abi.CONFIG_KEY)]
@@ -227,6 +230,8 @@ class ExecProgram:
             value.host_mnt_ns = host_mnt_ns
         if bank is not None:
             value.bank = bank
+        if instance is not None:
+            value.instance = instance
         table[ctypes.c_int(abi.CONFIG_KEY)] = value
 
     def hold_new_cgroups(self, on: bool) -> None:

@@ -234,3 +234,31 @@ def test_a_default_deny_fails_the_exec_where_the_kernel_can_and_kills_elsewhere(
         assert sum(program.counters().values()) == 1
     finally:
         cgroup.rmdir()
+
+
+def test_an_exec_two_programs_decide_is_counted_once(
+    exec_program_class: Any, tmp_path: Path
+) -> None:
+    """As at a generation handover whose switch falls between the two programs' runs."""
+    facts = kernel.probe()
+    backend = kernel.choose_backend(facts, kernel.Backend(requested_backend())).backend
+    pin_dir = Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
+    name = f"enforcer-test-{secrets.token_hex(4)}"
+    shutil.copy2("/bin/true", tmp_path / name)
+    maps = compile_policies([host_policy([name])], []).maps
+    programs = []
+    try:
+        for _ in range(2):  # each in force: both decide every exec
+            made = exec_program_class(backend, ring_buffer=facts.ring_buffer, pin_dir=pin_dir)
+            programs.append(made)
+            programs[-1].prepare_generation(1)
+            programs[-1].apply(maps)
+        programs[0].take_over(1)
+
+        for _ in range(3):
+            assert subprocess.run([str(tmp_path / name)], check=False).returncode == KILLED
+        assert list(programs[1].counters().values()) == [3]
+    finally:
+        for program in programs:
+            program.close()
+        shutil.rmtree(pin_dir, ignore_errors=True)
