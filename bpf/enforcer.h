@@ -133,7 +133,7 @@ struct config_value {
 struct counted_exec {
     u64 pid_tgid;
     u64 bprm;          /* its struct linux_binprm, as an address */
-    u64 at_ns;         /* bpf_ktime_get_ns */
+    u64 exec_id;       /* task_struct.self_exec_id (u64 since Linux 5.7): one more at each exec */
     u32 instance;      /* config_value.instance of the program that counted */
     u32 reserved;
 };

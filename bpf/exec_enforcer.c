@@ -556,28 +556,30 @@ static __always_inline int submit(void *ctx, u64 cgroup_id, u32 kind, const stru
     return 1;
 }
 
-/* Within this long of another program's count, the same exec is the same. */
-#define SAME_EXEC_NS 1000000
-
 /* Whether another program counted this very exec already. At a generation
  * handover both generations' programs run on one exec, back to back on one
  * CPU, and each reads the liveness on its own: the switch can fall between
  * them, so that both decide. The second still kills, but counts and reports
- * nothing. Either way this program is the last to have counted here. A
- * false match (the same process, bprm at the same address, within 1 ms)
- * costs one count, never a kill. */
+ * nothing. An exec is its task and the task's self_exec_id (one more at
+ * every exec that succeeds, so that sched_process_exec sees each exec's
+ * own) and its bprm. Either way this program is the last to have counted
+ * here. A false match (a denied exec retried at once, its bprm at the same
+ * address, counted by the other generation) costs one count, never a kill. */
 static __always_inline int counted_already(const struct config_value *cfg, const void *bprm)
 {
     int zero = 0;
     struct counted_exec *last = last_counted.lookup(&zero);
     if (!last)
         return 0;
-    u64 now = bpf_ktime_get_ns(), pid_tgid = bpf_get_current_pid_tgid();
-    int same = last->pid_tgid == pid_tgid && last->bprm == (u64)bprm &&
-               last->instance != cfg->instance && now - last->at_ns < SAME_EXEC_NS;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u64 exec_id = 0;
+    bpf_probe_read_kernel(&exec_id, sizeof(exec_id),
+                          (const char *)bpf_get_current_task() + OFF_TASK_SELF_EXEC_ID);
+    int same = last->pid_tgid == pid_tgid && last->exec_id == exec_id &&
+               last->bprm == (u64)bprm && last->instance != cfg->instance;
     last->pid_tgid = pid_tgid;
     last->bprm = (u64)bprm;
-    last->at_ns = now;
+    last->exec_id = exec_id;
     last->instance = cfg->instance;
     return same;
 }

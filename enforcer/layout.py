@@ -38,6 +38,7 @@ FIELDS: Mapping[str, tuple[str, str]] = MappingProxyType(
         "OFF_VFSMOUNT_ROOT": ("vfsmount", "mnt_root"),
         "OFF_TASK_FS": ("task_struct", "fs"),
         "OFF_TASK_MM": ("task_struct", "mm"),
+        "OFF_TASK_SELF_EXEC_ID": ("task_struct", "self_exec_id"),
         "OFF_FS_ROOT": ("fs_struct", "root"),
         "OFF_FS_PWD": ("fs_struct", "pwd"),
         "OFF_MM_ARG_START": ("mm_struct", "arg_start"),
