@@ -73,7 +73,7 @@ lint: venv
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
-# test-vm first: the VM tests (about 20 minutes) then have both cores.
+# test-vm first: the VM tests (about 30 minutes) then have both cores.
 # test-image before them: a build that fails (no mirror) stops the run at once,
 # not after those 20 minutes.
 test: setup lint test-image image test-vm
@@ -103,17 +103,22 @@ bench bench-smoke: setup
 	@$(MAKE) --no-print-directory packages RUN_PACKAGES="$(BENCH_PACKAGES)" TEST_PACKAGES=
 	$(PY) -m bench $(BENCH_FLAGS_$@)
 
-# The VM tests (tests/vm/vm.py) boot a second kernel, Debian's own 6.1, which
-# has kprobes and a loadable BPF LSM, under qemu, and run the integration tests
-# in it with the lsm and kprobe backends. The VM shares this host's /, so the
-# kernel's image and modules, its matching headers and qemu are installed here.
-VM_PACKAGES := qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static
+# The VM tests (tests/vm/vm.py) boot Debian 12's own kernels, 6.1 and 6.12,
+# which have kprobes and BPF LSM, under qemu, and run the integration tests in
+# each with every backend: a matrix of kernel x backend. KERNELS and BACKENDS
+# run a part of it, e.g. `make test-vm KERNELS=6.12 BACKENDS="lsm tracepoint"`.
+# The VM shares this host's /, so the kernels' images and modules, their
+# matching headers and qemu are installed here.
+VM_PACKAGES := qemu-system-x86 linux-image-amd64 linux-headers-amd64 \
+  linux-image-6.12-amd64 linux-headers-6.12-amd64 busybox-static
+KERNELS ?= 6.1 6.12
+BACKENDS ?= lsm kprobe tracepoint
 VM_ARGS ?=
 
 .PHONY: test-vm
 test-vm: setup
 	@$(MAKE) --no-print-directory packages RUN_PACKAGES="$(VM_PACKAGES)" TEST_PACKAGES=
-	$(PY) tests/vm/vm.py $(VM_ARGS)
+	$(PY) tests/vm/vm.py --kernels $(KERNELS) --backends $(BACKENDS) $(VM_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache

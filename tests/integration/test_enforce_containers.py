@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason, start_daemon
+from conftest import RunningDaemon, bpf_unavailable_reason, requested_backend, start_daemon
 from runc_helpers import RuncContainer, runc_container, runc_unavailable_reason
 
 pytestmark = pytest.mark.root
@@ -42,6 +42,10 @@ spec:
       action: audit
       match:
         names: [ls]
+    - name: refused
+      action: deny
+      match:
+        names: [uname]
 ---
 apiVersion: enforcer/v1
 kind: ExecPolicy
@@ -79,6 +83,7 @@ def containers(
             shutil.copy2(rootfs / "bin" / "busybox", rootfs / "bin" / "cat")
             shutil.copy2(rootfs / "bin" / "busybox", rootfs / "tmp" / "echo")
             (rootfs / "tmp" / "true").symlink_to("/bin/busybox")
+            (rootfs / "bin" / "uname").symlink_to("busybox")
         yield a, b
 
 
@@ -175,6 +180,38 @@ def test_exact_path_and_directory_rules(
     assert b.exec(["/tmp/echo", "hi"]).stdout == "hi\n"
 
 
+def test_deny_refuses_the_exec_in_the_container_and_the_caller_goes_on(
+    daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
+) -> None:
+    a, b = containers
+    before = counts(daemon, "no-recon", "refused", a.id)
+    lsm = daemon.ask("status")["backend"] == "lsm"
+
+    # The shell's child is refused (lsm: its execve fails with EPERM, exit
+    # 126) or killed (137, where only a kill is possible); the shell goes on.
+    shell = a.exec(["sh", "-c", "/bin/uname; echo went on $?"])
+    assert shell.stdout == ("went on 126\n" if lsm else "went on 137\n"), shell.stderr
+    if lsm:
+        assert "Operation not permitted" in shell.stderr, shell.stderr
+    # Here the process refused is the caller itself: it sees EPERM and goes on.
+    direct = a.exec(["/execveat", "/bin", "uname"])
+    if lsm:
+        assert (direct.returncode, direct.stderr.strip()) == (
+            127,
+            "execveat: Operation not permitted",
+        )
+    else:
+        assert direct.returncode == KILLED
+    assert counts(daemon, "no-recon", "refused", a.id) == (before[0] + 2, 0)
+    assert (b.exec(["uname"]).returncode, counts(daemon, "no-recon", "refused", b.id)) == (
+        0,
+        (0, 0),
+    )
+    action = "deny" if lsm else "kill"
+    refused = [e for e in daemon.ask("events")["events"] if e.get("rule") == "refused"]
+    assert [e["action"] for e in refused[-2:]] == [action, action], refused
+
+
 def test_audit_mode_counts_and_lets_run(
     daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
 ) -> None:
@@ -213,7 +250,8 @@ def test_cli_status_and_stats(
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["enforcing"] is True
-    assert report["backend"] in {"kprobe", "tracepoint"}
+    requested = requested_backend()
+    assert report["backend"] == requested if requested != "auto" else report["backend"]
     selected = {p["name"]: [c["id"] for c in p["containers"]] for p in report["policies"]}
     assert selected == {"no-recon": [a.id], "watch-b": [b.id]}
 
