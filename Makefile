@@ -73,7 +73,7 @@ lint: venv
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
-# test-vm first: the VM tests (about 30 minutes) then have both cores.
+# test-vm first: the VM tests (about 35 minutes) then have both cores.
 # test-image before them: a build that fails (no mirror) stops the run at once,
 # not after those 20 minutes.
 test: setup lint test-image image test-vm

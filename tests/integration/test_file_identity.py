@@ -1,6 +1,6 @@
 """A rule names a file, not a string: however the file is invoked, it is that file that runs.
 
-Host processes, so these also run in the VM on the lsm and kprobe backends.
+Host processes, so these also run in the VM, on every backend of each kernel there.
 The policy reaches the host, so it names only programs made for the test,
 below this test's own temporary directory. Each case runs the named file
 some way (symlink, relative path, '..', '//', a hardlink, a rename,
