@@ -75,7 +75,7 @@ unit: venv
 
 # test-vm first: the VM tests (about 35 minutes) then have both cores.
 # test-image before them: a build that fails (no mirror) stops the run at once,
-# not after those 20 minutes.
+# not after those 35 minutes.
 test: setup lint test-image image test-vm
 	$(PY) -m pytest tests
 

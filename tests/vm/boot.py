@@ -112,7 +112,7 @@ def module_name(path: str) -> str:
 
 def plain_module(path: str, data: bytes) -> bytes:
     """The module as insmod loads it: busybox's insmod passes the bytes as they are."""
-    for suffix, decompress in sorted(DECOMPRESS.items(), key=lambda kv: -len(kv[0])):
+    for suffix, decompress in DECOMPRESS.items():
         if path.endswith(suffix):
             return decompress(data)
     raise VmError(f"{path}: compressed in a way the initramfs cannot unpack (xz and gz only)")

@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The order `enforcer doctor` prefers them in (kernel.PREFERENCE).
-BACKENDS = ("lsm", "kprobe", "tracepoint")
+from enforcer.kernel import PREFERENCE
+
+# The order `enforcer doctor` prefers them in.
+BACKENDS = tuple(str(backend) for backend in PREFERENCE)
 
 
 @dataclass
