@@ -30,6 +30,9 @@ enum action {
 #define LONG_PATH_LEN 4096
 /* Most (policy, rule) pairs one lookup can hit. */
 #define MAX_HITS 8
+/* Most hits with an args condition one exec waits to test; past it they
+ * count as if their arguments matched, allow hits as if not (fail closed). */
+#define MAX_DEFERRED 8
 /* Most distinct (policy, rule) pairs counted for one exec, over every lookup
  * (path, file, names, script). Past it the exec is still decided by every
  * hit, strictest first, but only these are counted and reported. */
@@ -44,6 +47,20 @@ enum action {
 /* Arguments reported with a rule hit: the first MAX_ARGS, each cut to ARG_LEN. */
 #define MAX_ARGS 6
 #define ARG_LEN 64
+
+/* Arguments a rule's args condition compares (match.args): the first
+ * MATCH_ARGS after argv[0], each whole and within ARG_KEY_LEN bytes, NUL
+ * included; a longer one never matches, and none past them is looked at. */
+#define MATCH_ARGS 32
+#define ARG_KEY_LEN 64
+/* An argument longer than this (bytes, NUL excluded) ends the search: its end
+ * is looked for in 8 reads of LONG_PATH_LEN (exec_enforcer.c, skip_argument). */
+#define ARG_SKIP_MAX 32822
+/* Distinct calledBy and args conditions of one policy set: a bit each in the
+ * masks the caller and args lookups return (u64). */
+#define MAX_CONDITIONS 64
+#define MAX_CALLER_ENTRIES 16384
+#define MAX_ARG_ENTRIES 16384
 
 #define MAX_CGROUPS 16384
 #define MAX_NAME_ENTRIES 65536
@@ -98,6 +115,9 @@ enum action {
 /* Policies of the set have a default for what no rule of theirs names
  * (set_defaults): applied once every file of the exec is matched. */
 #define SET_DEFAULTS 16
+/* Rules of the set have calledBy conditions: the calling program's file is
+ * read before the new image replaces it (see caller_info). */
+#define SET_CALLERS 32
 
 /* Most policies with a default (other than allow) in one set. */
 #define MAX_DEFAULTS 8
@@ -143,6 +163,14 @@ struct hit {
     u16 rule_id;
     u16 target_id;     /* which names/paths/dirs entry matched */
     u16 action;        /* enum action */
+    /* Conditions (match.calledBy, match.args): 0 for none, else 1 + the bit
+     * of the set's caller or args mask that must be set for the hit to count. */
+    u8 caller;
+    u8 args;
+    /* A conditional hit's match_value.named bits: they count only when its
+     * conditions hold (an unconditional hit's are in its entry's named). */
+    u8 named;
+    u8 reserved;
 };
 
 struct match_value {
@@ -193,8 +221,43 @@ struct exec_hits {
     u32 verdict;       /* VERDICT_* bits of every hit, those past MAX_EXEC_HITS too */
     u32 flags;         /* EXEC_* */
     u32 named;         /* match_value.named of every entry matched */
+    /* Hits with an args condition wait here until sched_process_exec, where
+     * the arguments the new program gets are read (its stack): deferred_named
+     * holds their named bits, whose defaults wait too. */
+    u32 deferred_count;
+    u32 deferred_named;
     u32 reserved;
     struct hit hits[MAX_EXEC_HITS];
+    struct hit deferred[MAX_DEFERRED];
+};
+
+/* What a caller lookup (caller_names, caller_paths, caller_inodes) or an
+ * argument lookup (arg_values) finds: the bits of the set's conditions that
+ * name this file or this argument. */
+struct condition_mask {
+    u64 bits;
+};
+
+struct arg_key {
+    u32 set_id;
+    char arg[ARG_KEY_LEN];
+};
+
+/* caller_info.flags */
+#define CALLER_KNOWN 1     /* the fields below were read */
+#define CALLER_PATH_CUT 2  /* the walk of its path was cut */
+
+/* The program doing an exec: its mm's exe_file, read before the new image
+ * replaces it (the pass hook, or sched_prepare_exec), kept per thread
+ * (callers) until sched_process_exec of that same exec. */
+struct caller_info {
+    u64 bprm;          /* the exec's struct linux_binprm, as an address */
+    u64 exec_id;       /* self_exec_id sched_process_exec will see */
+    u64 ino;
+    u32 dev;
+    u32 flags;         /* CALLER_* */
+    char name[NAME_LEN];
+    char path[PATH_LEN];
 };
 
 struct counter_key {
@@ -226,7 +289,7 @@ enum event_kind {
 
 /* The held map's pin name: it changes with struct held_exec's layout (see
  * enforcer/pins.py, which lets go of what an older layout still holds). */
-#define HELD_PIN "held-2"
+#define HELD_PIN "held-3"
 
 /* An exec stopped for userspace to decide (key: tgid): in a pending cgroup,
  * or a script whose own path the daemon resolves (SET_HOLD_SCRIPTS). It has
@@ -243,6 +306,7 @@ struct held_exec {
     char interp_name[NAME_LEN]; /* basename of the interpreter as the #! line names it */
     char invoked[PATH_LEN];  /* the path as passed to exec (for a script, the script's) */
     char cwd[PATH_LEN];      /* the caller's working directory, resolved */
+    struct caller_info caller;  /* the program that called exec */
 };
 
 struct event {
@@ -261,6 +325,7 @@ struct event {
     char comm[COMM_LEN];
     char filename[PATH_LEN];  /* the file that runs, resolved; a cgroup's path */
     char invoked[PATH_LEN];   /* the path as passed to exec */
+    char caller[PATH_LEN];    /* the program that called exec, resolved; "" if unknown */
     u32 argc;            /* slots of args filled */
     char args[MAX_ARGS * ARG_LEN];  /* slot i at i * ARG_LEN, NUL-terminated */
 };

@@ -31,8 +31,18 @@
  * daemon has classified the cgroup and kills or continues it. A new
  * container's entrypoint therefore never runs before its policies apply.
  *
+ * Rule conditions (match.calledBy, match.args; enforcer/conditions.py): the
+ * calling program is the caller's mm->exe_file, read before the new image
+ * replaces it, in the pass hook or, on the tracepoint backend, in
+ * sched_prepare_exec (Linux 6.10+), and kept per thread (callers) until
+ * sched_process_exec. Its file is looked up once (basename, inode, path), as
+ * each of the first MATCH_ARGS arguments is, in sched_process_exec and only
+ * when a hit with an args condition was found: the lookups return the bits of
+ * the conditions they satisfy, and each hit tests its own.
+ *
  * Build variants (-D, chosen by enforcer/kernel.py):
  *   BACKEND_LSM, BACKEND_KPROBE  the pass hook, as above
+ *   HAS_PREPARE_EXEC  the tracepoint backend reads callers in sched_prepare_exec
  *   OFF_*             struct offsets from the running kernel's BTF
  *   USE_PERF_BUFFER   kernels without BPF ring buffers (< 5.8)
  * Nothing else varies: the compiled program is cached by these (bpf_object.py).
@@ -58,6 +68,9 @@
 #if defined(BACKEND_LSM) || defined(BACKEND_KPROBE)
 #define HAS_PASS_HOOK 1
 #endif
+#if defined(HAS_PASS_HOOK) || defined(HAS_PREPARE_EXEC)
+#define READS_CALLERS 1
+#endif
 
 BPF_HASH(cgroup_sets, u64, struct cgroup_value, MAX_CGROUPS);
 BPF_ARRAY(config, struct config_value, 1);
@@ -74,6 +87,17 @@ BPF_HASH(set_defaults, u32, struct set_defaults, MAX_CGROUPS);
 /* thread id -> the hits of the exec it is in the middle of */
 BPF_TABLE("lru_hash", u32, struct exec_hits, pass_hits, MAX_HELD);
 #endif
+/* The conditions' lookups (struct condition_mask): calledBy's files, args. */
+BPF_F_TABLE("hash", struct name_key, struct condition_mask, caller_names, MAX_CALLER_ENTRIES,
+            BPF_F_NO_PREALLOC);
+BPF_F_TABLE("lpm_trie", struct path_key, struct condition_mask, caller_paths, MAX_CALLER_ENTRIES,
+            BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct inode_key, struct condition_mask, caller_inodes, MAX_CALLER_ENTRIES,
+            BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct arg_key, struct condition_mask, arg_values, MAX_ARG_ENTRIES,
+            BPF_F_NO_PREALLOC);
+/* thread id -> the program calling the exec it is in the middle of */
+BPF_TABLE("lru_hash", u32, struct caller_info, callers, MAX_HELD);
 /* Pinned by the loader (bpf_object.PINNED_MAPS): the counts outlive the
  * daemon, through restarts and crashes; the next daemon settles the execs
  * held while there was none; every generation reads the same liveness. */
@@ -104,6 +128,11 @@ struct scratch {
     char text[LONG_PATH_LEN];
     u64 name_lengths;      /* the caller's set's (cgroup_value.name_lengths) */
     u32 key_is_file_name;  /* name.name holds the file's own name (match_file) */
+    struct caller_info caller;  /* the program calling this exec (CALLER_KNOWN) */
+    u64 caller_bits;       /* the set's calledBy conditions it satisfies */
+    u64 args_bits;         /* the set's args conditions the arguments satisfy */
+    u32 late;              /* deciding in sched_process_exec: a deny can only kill */
+    struct arg_key arg;
     u8 seen[SEEN_BYTES];   /* one bit per rule id, see add_hit */
 };
 BPF_PERCPU_ARRAY(scratch_space, struct scratch, 1);
@@ -169,11 +198,48 @@ static __always_inline u8 *seen_byte(struct scratch *s, u16 rule_id)
     return &s->seen[at & (SEEN_BYTES - 1)];
 }
 
+/* Whether a hit's calledBy condition holds. A caller that could not be read
+ * whole (CALLER_KNOWN unset, or its path cut) fails closed: it satisfies the
+ * conditions of hits that act, and those of allow hits not. */
+static __always_inline int caller_holds(const struct scratch *s, const struct hit *h)
+{
+    if (!h->caller)
+        return 1;
+    if ((s->caller.flags & (CALLER_KNOWN | CALLER_PATH_CUT)) != CALLER_KNOWN)
+        return h->action != ACTION_ALLOW;
+    return (s->caller_bits >> ((h->caller - 1) & (MAX_CONDITIONS - 1))) & 1;
+}
+
+/* Parks a hit with an args condition until the arguments are read (see
+ * decide_deferred); past MAX_DEFERRED it fails closed, as caller_holds does. */
+static __always_inline int defer_hit(struct scratch *s, const struct hit *h)
+{
+    u32 at = s->acc.deferred_count;
+    if (at >= MAX_DEFERRED)
+        return h->action != ACTION_ALLOW;
+    s->acc.deferred[at & (MAX_DEFERRED - 1)] = *h;
+    s->acc.deferred_count = at + 1;
+    s->acc.deferred_named |= h->named;
+    return 0;
+}
+
 /* Adds one hit to the exec's, once per (policy, rule). Past MAX_EXEC_HITS a
- * hit still decides the verdict; it is only not counted. */
+ * hit still decides the verdict; it is only not counted. A hit whose
+ * conditions do not hold is no hit; one with an args condition waits. */
 static __always_inline void add_hit(struct scratch *s, const struct hit *hit)
 {
     struct hit h = *hit;
+    if (!caller_holds(s, &h))
+        return;
+    if (h.args) {
+        if (defer_hit(s, &h))
+            h.args = 0;
+        else
+            return;
+    }
+    if (s->late && h.action == ACTION_DENY)
+        h.action = ACTION_KILL;
+    s->acc.named |= h.named;
     s->acc.verdict |= take_action(&h);
     u8 *byte = seen_byte(s, h.rule_id);
     u8 bit = 1 << (h.rule_id & 7);
@@ -387,7 +453,111 @@ static __always_inline void reset_hits(struct exec_hits *acc, u32 set_id)
     acc->verdict = 0;
     acc->flags = 0;
     acc->named = 0;
+    acc->deferred_count = 0;
+    acc->deferred_named = 0;
 }
+
+/* Reads the program calling this exec, current's mm->exe_file (the image the
+ * exec replaces: only a pass hook or sched_prepare_exec still sees it), into
+ * s->caller: its inode, its basename and its path in the caller's root. */
+static __always_inline u64 current_exec_id(void)
+{
+    u64 exec_id = 0;
+    bpf_probe_read_kernel(&exec_id, sizeof(exec_id),
+                          (const char *)bpf_get_current_task() + OFF_TASK_SELF_EXEC_ID);
+    return exec_id;
+}
+
+static __always_inline void read_caller(struct scratch *s, const void *bprm)
+{
+    struct caller_info *c = &s->caller;
+    const char *task = (const char *)bpf_get_current_task();
+    c->bprm = (u64)bprm;
+    /* begin_new_exec counts the exec after sched_prepare_exec and the passes */
+    c->exec_id = current_exec_id() + 1;
+    c->flags = 0;
+    c->ino = 0;
+    c->dev = 0;
+    c->path[0] = 0;
+    __builtin_memset(c->name, 0, NAME_LEN);
+    const char *mm = read_ptr(task + OFF_TASK_MM);
+    const void *exe = mm ? read_ptr(mm + OFF_MM_EXE_FILE) : 0;
+    if (read_file_facts(&s->file, exe) != 0)
+        return;
+    read_inode_facts(&s->file);
+    c->ino = s->file.ino;
+    c->dev = s->file.dev;
+    u32 len = s->file.name_len;
+    if (len < NAME_LEN) {
+        barrier_var(len);
+        bpf_probe_read_kernel(c->name, len & (NAME_LEN - 1), s->file.name);
+    }
+    struct kpath root = {};
+    task_fs_path(&root, OFF_FS_ROOT);
+    if (walk_path(&s->walk, &s->file.path, &root) != 0)
+        c->flags |= CALLER_PATH_CUT;
+    bpf_probe_read_kernel_str(c->path, PATH_LEN, &s->walk.buf[s->walk.pos & (WALK_BUF - 1)]);
+    c->flags |= CALLER_KNOWN;
+}
+
+static __always_inline u64 mask_of(const struct condition_mask *found)
+{
+    return found ? found->bits : 0;
+}
+
+/* The set's calledBy conditions that s->caller satisfies: one lookup each of
+ * its basename, its inode and its path (the longest directory entry). */
+static __always_inline void match_caller(struct scratch *s, u32 set_id)
+{
+    s->caller_bits = 0;
+    if (!(s->caller.flags & CALLER_KNOWN))
+        return;
+    __builtin_memcpy(s->name.name, s->caller.name, NAME_LEN);
+    s->name.set_id = set_id;
+    u64 bits = mask_of(caller_names.lookup(&s->name));
+    s->inode.set_id = set_id;
+    s->inode.dev = s->caller.dev;
+    s->inode.ino = s->caller.ino;
+    bits |= mask_of(caller_inodes.lookup(&s->inode));
+    bpf_probe_read_kernel_str(s->path.path, PATH_LEN, s->caller.path);
+    s->path.prefixlen = 32 + PATH_LEN * 8;
+    s->path.set_id = set_id;
+    bits |= mask_of(caller_paths.lookup(&s->path));
+    s->caller_bits = bits;
+}
+
+/* The caller of this exec as the pass hook or sched_prepare_exec kept it, if
+ * it was kept for this very exec; else it stays unknown. */
+static __always_inline void take_caller(struct scratch *s, const void *bprm, u32 old_pid)
+{
+    s->caller.flags = 0;
+    s->caller.path[0] = 0;
+#ifdef READS_CALLERS
+    struct caller_info *kept = callers.lookup(&old_pid);
+    if (!kept)
+        return;
+    if (kept->bprm == (u64)bprm && kept->exec_id == current_exec_id())
+        s->caller = *kept;
+    callers.delete(&old_pid);
+#endif
+}
+
+#ifdef READS_CALLERS
+/* Before the point of no return (a pass, sched_prepare_exec): the caller of
+ * this exec into s->caller, read once and kept for the passes after and for
+ * sched_process_exec. */
+static __always_inline void keep_caller(struct scratch *s, const void *bprm)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct caller_info *kept = callers.lookup(&tid);
+    if (kept && kept->bprm == (u64)bprm && kept->exec_id == current_exec_id() + 1) {
+        s->caller = *kept;
+        return;
+    }
+    read_caller(s, bprm);
+    callers.update(&tid, &s->caller);
+}
+#endif
 
 /* Whether the caller still runs in the host's mount namespace. */
 static __always_inline int in_host_mount_ns(u32 host_mnt_ns)
@@ -410,11 +580,13 @@ static __always_inline void add_defaults(struct scratch *s, u32 set_id, u32 host
     struct set_defaults *defaults = set_defaults.lookup(&set_id);
     if (!defaults || in_host_mount_ns(host_mnt_ns))
         return;
+    /* A hit still waiting for the arguments may yet name the exec. */
+    u32 named = s->acc.named | s->acc.deferred_named;
 #pragma clang loop unroll(disable)
     for (u32 i = 0; i < MAX_DEFAULTS; i++) {
         if (i >= defaults->count)
             break;
-        if (s->acc.named & (1U << i))
+        if (named & (1U << i))
             continue;
         u32 at = i;
         barrier_var(at);
@@ -445,10 +617,10 @@ static __always_inline argv_t syscall_argv(void)
 }
 #endif
 
-/* Where the next argument starts, past one that ARG_LEN cut (at is just past
- * what was copied): at most SKIP_CHUNKS chunks of SKIP_LEN bytes are searched
- * for its end, and 0 past that (no more arguments are reported). */
-#define SKIP_LEN 256
+/* Where the next argument starts, past one that was cut (at is just past
+ * what was copied): its end is searched for in SKIP_CHUNKS reads of
+ * LONG_PATH_LEN bytes into tmp, and 0 past that: no more arguments are
+ * reported, nor matched (ARG_SKIP_MAX in enforcer.h). */
 #define SKIP_CHUNKS 8
 
 static __always_inline u64 skip_argument(char *tmp, u64 at, u64 end)
@@ -457,14 +629,70 @@ static __always_inline u64 skip_argument(char *tmp, u64 at, u64 end)
     for (int k = 0; k < SKIP_CHUNKS; k++) {
         if (at >= end)
             return 0;
-        int len = bpf_probe_read_user_str(tmp, SKIP_LEN, (void *)at);
+        int len = bpf_probe_read_user_str(tmp, LONG_PATH_LEN, (void *)at);
         if (len <= 0)
             return 0;
-        if (len < SKIP_LEN)
+        if (len < LONG_PATH_LEN)
             return at + len;
-        at += SKIP_LEN - 1;
+        at += LONG_PATH_LEN - 1;
     }
     return 0;
+}
+
+/* The set's args conditions that the exec's arguments satisfy: each of the
+ * first MATCH_ARGS after argv[0], from the new program's stack (the arguments
+ * it really gets), is looked up whole. One that fills ARG_KEY_LEN may have
+ * been cut: it matches nothing, and the search goes on past it. */
+static __always_inline void match_args(struct scratch *s, u32 set_id)
+{
+    s->args_bits = 0;
+    const char *mm = read_ptr((const char *)bpf_get_current_task() + OFF_TASK_MM);
+    if (!mm)
+        return;
+    u64 at = 0, end = 0;
+    bpf_probe_read_kernel(&at, sizeof(at), mm + OFF_MM_ARG_START);
+    bpf_probe_read_kernel(&end, sizeof(end), mm + OFF_MM_ARG_END);
+    s->arg.set_id = set_id;
+#pragma clang loop unroll(disable)
+    for (int i = 0; i <= MATCH_ARGS; i++) {
+        if (at == 0 || at >= end)
+            break;
+        __builtin_memset(s->arg.arg, 0, ARG_KEY_LEN);
+        int len = bpf_probe_read_user_str(s->arg.arg, ARG_KEY_LEN, (void *)at);
+        if (len <= 0)
+            break;
+        if (len < ARG_KEY_LEN) {
+            if (i > 0)   /* argv[0] is the caller's to choose, and no argument */
+                s->args_bits |= mask_of(arg_values.lookup(&s->arg));
+            at += len;
+        } else {
+            at = skip_argument(s->text, at + ARG_KEY_LEN - 1, end);
+        }
+    }
+}
+
+/* sched_process_exec: the hits that waited for the arguments count where
+ * their args condition holds. The arguments are read only if one waits. */
+static __always_inline void decide_deferred(struct scratch *s, u32 set_id)
+{
+    u32 count = s->acc.deferred_count;
+    if (count == 0)
+        return;
+    match_args(s, set_id);
+    s->acc.deferred_count = 0;
+    s->acc.deferred_named = 0;
+#pragma clang loop unroll(disable)
+    for (u32 i = 0; i < MAX_DEFERRED; i++) {
+        if (i >= count)
+            break;
+        u32 at = i;
+        barrier_var(at);
+        struct hit h = s->acc.deferred[at & (MAX_DEFERRED - 1)];
+        if (!((s->args_bits >> ((h.args - 1) & (MAX_CONDITIONS - 1))) & 1))
+            continue;
+        h.args = 0;
+        add_hit(s, &h);
+    }
 }
 
 /* The first arguments of the exec, for the event a person reads. By
@@ -542,6 +770,9 @@ static __always_inline int submit(void *ctx, u64 cgroup_id, u32 kind, const stru
     event->invoked[0] = 0;
     if (invoked)
         bpf_probe_read_kernel_str(event->invoked, sizeof(event->invoked), invoked);
+    event->caller[0] = 0;
+    if (s && (s->caller.flags & CALLER_KNOWN))
+        bpf_probe_read_kernel_str(event->caller, sizeof(event->caller), s->caller.path);
     event->argc = 0;
     if (s && (kind == EVENT_MATCH || kind == EVENT_EXEC))
         copy_args(event, (char *)s->text, after_exec);
@@ -730,6 +961,7 @@ static __always_inline void hold(void *ctx, u64 cgroup_id, u32 set_id, struct sc
     slot->cwd[0] = 0;
     if (walk_path(&s->walk, &cwd, &root) == 0)
         bpf_probe_read_kernel_str(slot->cwd, PATH_LEN, &s->walk.buf[s->walk.pos & (WALK_BUF - 1)]);
+    slot->caller = s->caller;
     int stored = held.update(&tgid, slot) == 0;
     if (!stored) {
         int full = FULL_HELD;
@@ -782,7 +1014,11 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
     const char *filename = fields.filename, *interp = fields.interp;
     int script = interp != filename;
     reset_hits(&s->acc, set_id);
+    s->late = 1;
     s->name_lengths = name_lengths;
+    take_caller(s, bprm, old_pid);
+    if (set_id != 0 && set_id != SET_PENDING && (flags & SET_CALLERS))
+        match_caller(s, set_id);
     read_exec_file(s, fields.file);
     if (script)
         s->acc.flags |= EXEC_SCRIPT;
@@ -818,6 +1054,7 @@ static __always_inline void on_exec(void *ctx, const void *bprm, u32 old_pid)
         if (script && (flags & SET_NAMES))
             lookup_invoked_name(s, set_id, filename);
 #endif
+        decide_deferred(s, set_id);
         if (flags & SET_DEFAULTS)
             add_defaults(s, set_id, cfg->host_mnt_ns);
     }
@@ -866,9 +1103,17 @@ static __always_inline u32 on_pass(void *ctx, const void *bprm)
     u64 name_lengths = 0;
     u32 set_id = set_for_current(cgroup_id, cfg, &flags, &name_lengths);
     u32 tid = (u32)bpf_get_current_pid_tgid();
+    s->late = 0;
+    if (set_id == SET_PENDING)
+        keep_caller(s, bprm);   /* for the daemon, which decides the held exec */
     if (set_id == 0 || set_id == SET_PENDING) {
         pass_hits.delete(&tid);
         return 0;
+    }
+    s->caller.flags = 0;
+    if (flags & SET_CALLERS) {
+        keep_caller(s, bprm);
+        match_caller(s, set_id);
     }
     struct bprm_fields fields = {};
     read_bprm(&fields, bprm);
@@ -925,6 +1170,7 @@ static __always_inline void submit_cgroup(void *ctx, u64 cgroup_id, u32 kind, co
     if (!s)
         return;
     s->acc.flags = 0;
+    s->caller.flags = 0;
     bpf_probe_read_kernel_str(s->path.path, PATH_LEN, path);
     submit(ctx, cgroup_id, kind, 0, s, 0, 0);
 }
@@ -992,6 +1238,28 @@ TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
                   (const char *)args + (args->data_loc_path & 0xFFFF));
     return 0;
 }
+
+#ifdef HAS_PREPARE_EXEC
+/* The tracepoint backend's only look at the caller before its image goes:
+ * begin_new_exec, past the point of no return, before the old mm is let go
+ * (and before de_thread, so the thread is still sched_process_exec's
+ * old_pid). Only where a calledBy rule or the daemon may need it. */
+RAW_TRACEPOINT_PROBE(sched_prepare_exec)
+{
+    /* TP_PROTO(struct task_struct *task, struct linux_binprm *bprm) */
+    int zero = 0;
+    struct config_value *cfg = config_in_force();
+    struct scratch *s = scratch_space.lookup(&zero);
+    if (!cfg || !s)
+        return 0;
+    u32 flags = 0;
+    u64 name_lengths = 0;
+    u32 set_id = set_for_current(bpf_get_current_cgroup_id(), cfg, &flags, &name_lengths);
+    if (set_id == SET_PENDING || (set_id != 0 && (flags & SET_CALLERS)))
+        keep_caller(s, (const void *)ctx->args[1]);
+    return 0;
+}
+#endif
 
 #if defined(BACKEND_LSM)
 struct linux_binprm;

@@ -59,6 +59,14 @@ class SetFlag(IntFlag):
     INODES = 4
     HOLD_SCRIPTS = 8
     DEFAULTS = 16
+    CALLERS = 32
+
+
+class CallerFlag(IntFlag):
+    """What the kernel read of the program that called exec (caller_info.flags, CALLER_*)."""
+
+    KNOWN = 1
+    PATH_CUT = 2
 
 
 class ExecFlag(IntFlag):
@@ -75,11 +83,18 @@ NAME_LEN = 64
 LONG_PATH_LEN = 4096
 MAX_HITS = 8
 MAX_EXEC_HITS = 16
+MAX_DEFERRED = 8
 WALK_STEPS = 64
 WALK_BUF = 4096
 COMM_LEN = 16
 MAX_ARGS = 6
 ARG_LEN = 64
+MATCH_ARGS = 32
+ARG_KEY_LEN = 64
+ARG_SKIP_MAX = 32822
+MAX_CONDITIONS = 64
+MAX_CALLER_ENTRIES = 16384
+MAX_ARG_ENTRIES = 16384
 MAX_CGROUPS = 16384
 MAX_NAME_ENTRIES = 65536
 MAX_PATH_ENTRIES = 65536
@@ -101,9 +116,9 @@ MAX_CGROUP_LEVELS = 32
 MAX_DEFAULTS = 8
 COUNTED_BY_DAEMON = 256
 
-HELD_PIN = "held-2"
+HELD_PIN = "held-3"
 # Pin names the held map had in older layouts: what they still hold is let go.
-LEGACY_HELD_PINS = ("held",)
+LEGACY_HELD_PINS = ("held", "held-2")
 
 # Set ids are u32 in the maps, policy/rule/target ids u16 in a hit.
 MAX_ID16 = 0xFFFF

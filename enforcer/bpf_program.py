@@ -72,6 +72,17 @@ class KernelEvent:
     argv: tuple[str, ...] = ()
     invoked: str = ""  # the path as passed to exec
     flags: int = 0  # abi.ExecFlag bits
+    caller: str = ""  # the program that called exec, resolved; "" when it was not read
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The program that called an exec, as the kernel read it (struct caller_info)."""
+
+    path: str  # resolved in the caller's root
+    name: str  # its file's basename
+    inode: tuple[int, int]  # (kernel dev, ino)
+    flags: int  # abi.CallerFlag bits; without KNOWN the rest is empty
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,7 @@ class HeldExec:
     invoked: str  # the path as passed to exec (a script's)
     interp_name: str  # for a script, the tail of its #! interpreter's path
     cwd: str  # the caller's working directory, resolved
+    caller: Caller
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,10 @@ class ExecProgram:
             cflags.append("-DBACKEND_LSM")
         if not ring_buffer:
             cflags.append("-DUSE_PERF_BUFFER")
+        prepare_exec = backend is Backend.TRACEPOINT and kernel.has_prepare_exec()
+        if prepare_exec:
+            cflags.append("-DHAS_PREPARE_EXEC")
+        self._reads_callers = backend is not Backend.TRACEPOINT or prepare_exec
         started = time.monotonic()
         compiled, from_cache = bpf_loader.compiled(SOURCE, cflags, cache_dir)
         if pin_dir is not None:
@@ -163,6 +179,11 @@ class ExecProgram:
             instance = 1 + secrets.randbelow(0xFFFFFFFF)
             self._set_config(host_set_id=abi.NO_SET, host_flags=0, instance=instance)
         self._set_config(trace_all=trace_all, host_mnt_ns=host_mount_namespace())
+
+    @property
+    def reads_callers(self) -> bool:
+        """Whether this program reads the calling program (for calledBy rules)."""
+        return self._reads_callers
 
     def _load(self, compiled: CompiledObject, backend: Backend) -> None:
         try:
@@ -287,6 +308,7 @@ class ExecProgram:
             self.add_inodes(maps.inodes, base, maps)
             self._fill_cut(base, maps)
             self._fill_defaults(base, maps.defaults)
+            self._fill_conditions(base, maps)
         except OSError as e:  # the kernel refused a write (bpf_maps.MapUpdateError)
             self._clear_bank(bank)
             raise MapWriteError(
@@ -346,14 +368,39 @@ class ExecProgram:
         for (set_id, dev, ino), hits in inodes.items():
             key = table.Key()
             key.set_id, key.dev, key.ino = base + set_id, dev, ino
-            table[key] = _match_value(table, hits, maps.named_mask(set_id, hits))
+            table[key] = _match_value(table, hits, maps, set_id)
+
+    def add_caller_inodes(
+        self, inodes: Mapping[tuple[int, int, int], int], base: int | None = None
+    ) -> None:
+        """calledBy inode entries into a bank, by default the one in force."""
+        base = BANK_BASES[self._bank] if base is None else base
+        table = self._table("caller_inodes")
+        for (set_id, dev, ino), bits in inodes.items():
+            key = table.Key()
+            key.set_id, key.dev, key.ino = base + set_id, dev, ino
+            table[key] = table.Leaf(bits)
+
+    def _fill_conditions(self, base: int, maps: MapContents) -> None:
+        for map_name, field, entries in (
+            ("caller_names", "name", maps.caller_names),
+            ("arg_values", "arg", maps.arg_values),
+        ):
+            table = self._table(map_name)
+            for (set_id, text), bits in entries.items():
+                key = table.Key()
+                key.set_id = base + set_id
+                _set_bytes(key, field, text.encode())
+                table[key] = table.Leaf(bits)
+        paths = self._table("caller_paths")
+        for (set_id, path), bits in maps.caller_paths.items():
+            paths[_path_key(paths, base + set_id, path)] = paths.Leaf(bits)
+        self.add_caller_inodes(maps.caller_inodes, base)
 
     def _fill_cut(self, base: int, maps: MapContents) -> None:
         table = self._table("cut_hits")
         for set_id, hits in maps.cut.items():
-            table[ctypes.c_uint32(base + set_id)] = _match_value(
-                table, hits, maps.named_mask(set_id, hits)
-            )
+            table[ctypes.c_uint32(base + set_id)] = _match_value(table, hits, maps, set_id)
 
     def _fill_defaults(self, base: int, defaults: Mapping[int, tuple[Hit, ...]]) -> None:
         table = self._table("set_defaults")
@@ -371,17 +418,13 @@ class ExecProgram:
             key = table.Key()
             key.set_id = base + set_id
             key.name = name.encode()
-            table[key] = _match_value(table, hits, maps.named_mask(set_id, hits))
+            table[key] = _match_value(table, hits, maps, set_id)
 
     def _fill_paths(self, base: int, maps: MapContents) -> None:
         table = self._table("rule_paths")
         for (set_id, path), hits in maps.paths.items():
-            raw = path.encode()
-            key = table.Key()
-            key.set_id = base + set_id
-            key.prefixlen = 32 + 8 * len(raw)
-            ctypes.memmove(ctypes.addressof(key) + type(key).path.offset, raw, len(raw))
-            table[key] = _match_value(table, hits, maps.named_mask(set_id, hits))
+            key = _path_key(table, base + set_id, path)
+            table[key] = _match_value(table, hits, maps, set_id)
 
     def _switch_cgroups(self, base: int, cgroup_sets: Mapping[int, int]) -> None:
         table = self._table("cgroup_sets")
@@ -429,6 +472,12 @@ class ExecProgram:
                 invoked=os.fsdecode(v.invoked),
                 interp_name=os.fsdecode(v.interp_name),
                 cwd=os.fsdecode(v.cwd),
+                caller=Caller(
+                    path=os.fsdecode(v.caller.path),
+                    name=os.fsdecode(v.caller.name),
+                    inode=(v.caller.dev, v.caller.ino),
+                    flags=v.caller.flags,
+                ),
             )
             for k, v in self._table("held").items()
         ]
@@ -547,7 +596,17 @@ class ExecProgram:
 
 
 # The rule maps whose keys start with a set id, filled per bank.
-_RULE_MAPS = ("rule_names", "rule_paths", "rule_inodes", "cut_hits", "set_defaults")
+_RULE_MAPS = (
+    "rule_names",
+    "rule_paths",
+    "rule_inodes",
+    "cut_hits",
+    "set_defaults",
+    "caller_names",
+    "caller_paths",
+    "caller_inodes",
+    "arg_values",
+)
 # full_maps slots, as status and metrics name them.
 _FULL_SLOTS = {
     "cgroups_unplaced": abi.FULL_CGROUPS,
@@ -607,16 +666,41 @@ def _in_bank(base: int, set_id: int) -> int:
     return abi.NO_SET if set_id == abi.NO_SET else base + set_id
 
 
-def _match_value(table: Any, hits: tuple[Hit, ...], named: int) -> Any:
-    """An entry as the kernel holds it: an allow rule's own hit is only its `named` bit."""
+def _match_value(table: Any, hits: tuple[Hit, ...], maps: MapContents, set_id: int) -> Any:
+    """An entry as the kernel holds it.
+
+    An unconditional allow hit is only its `named` bit. A conditional hit, allow or not,
+    is kept with its own named bits, which count only where its conditions hold.
+    """
     value = table.Leaf()
-    acting = [h for h in hits if h.action is not Action.ALLOW or h.policy_id == GROUP_POLICY_ID]
-    value.count = len(acting)
-    value.named = named
-    for slot, hit in zip(value.hits, acting, strict=False):
+    kept = [
+        h
+        for h in hits
+        if h.action is not Action.ALLOW or h.policy_id == GROUP_POLICY_ID or h.conditional
+    ]
+    value.count = len(kept)
+    value.named = maps.named_mask(set_id, [h for h in hits if not h.conditional])
+    for slot, hit in zip(value.hits, kept, strict=False):
         slot.policy_id, slot.rule_id = hit.policy_id, hit.rule_id
         slot.target_id, slot.action = hit.target_id, int(hit.action)
+        slot.caller, slot.args = hit.caller, hit.args
+        slot.named = maps.named_mask(set_id, [hit]) if hit.conditional else 0
     return value
+
+
+def _path_key(table: Any, set_id: int, path: str) -> Any:
+    """An LPM key of rule_paths or caller_paths: the set id and the path's bytes."""
+    raw = path.encode()
+    key = table.Key()
+    key.set_id = set_id
+    key.prefixlen = 32 + 8 * len(raw)
+    _set_bytes(key, "path", raw)
+    return key
+
+
+def _set_bytes(key: Any, field: str, raw: bytes) -> None:
+    # memmove, not assignment: ctypes would stop a char array at a NUL ("/bin/sh\0").
+    ctypes.memmove(ctypes.addressof(key) + getattr(type(key), field).offset, raw, len(raw))
 
 
 def _delete_keys(table: Any, keys: Iterable[Any]) -> None:
@@ -651,6 +735,7 @@ def _decode_event(raw: Any) -> KernelEvent:
         argv=_decode_args(raw),
         invoked=raw.invoked.decode(errors="replace"),
         flags=raw.flags,
+        caller=raw.caller.decode(errors="replace"),
     )
 
 

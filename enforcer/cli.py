@@ -222,9 +222,11 @@ def _print_event(denial: dict[str, Any], as_json: bool) -> None:
     argv = " ".join(denial["argv"][1:])
     invoked = denial.get("invoked")
     program = f"{denial['filename']} (invoked as {invoked})" if invoked else denial["filename"]
+    caller = denial.get("caller")
+    called = f"  (called by {caller})" if caller else ""
     click.echo(
         f"{when:19}  {denial['action']:7}  {denial['policy'] + '/' + denial['rule']:28}  "
-        f"{where:26}  {denial['pid']:>7}  {program} {argv}".rstrip()
+        f"{where:26}  {denial['pid']:>7}  {program} {argv}".rstrip() + called
     )
 
 

@@ -17,10 +17,12 @@ policy, rule and target name, so counters keep their meaning over a reload.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from types import MappingProxyType
@@ -28,8 +30,9 @@ from typing import Generic, Protocol, TypeVar
 
 from enforcer import abi
 from enforcer.abi import Action, SetFlag
+from enforcer.conditions import Conditions
 from enforcer.containers.model import Container
-from enforcer.errors import EnforcerError
+from enforcer.errors import CompileError
 from enforcer.policy.images import image_matches
 from enforcer.policy.model import (
     ContainerSelector,
@@ -58,10 +61,6 @@ DEFAULT_RULE = "(default)"
 DEFAULT_TARGET = "(any program no rule names)"
 
 
-class CompileError(EnforcerError):
-    """Raised when valid policies cannot fit the kernel's fixed-size maps."""
-
-
 class TargetKind(StrEnum):
     NAME = "name"
     PATH = "path"
@@ -81,12 +80,26 @@ class Target:
 
 @dataclass(frozen=True, order=True)
 class Hit:
-    """What one lookup result tells the kernel: who matched and what to do."""
+    """What one lookup result tells the kernel: who matched and what to do.
+
+    `caller` and `args` are the rule's conditions (calledBy, args): 0 for none, else 1 + the
+    bit of its set's caller or args mask that must be set for the hit to count.
+    """
 
     policy_id: int
     rule_id: int
     target_id: int
     action: Action
+    caller: int = 0
+    args: int = 0
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.caller or self.args)
+
+    def unconditional(self) -> Hit:
+        """The hit as counters and events carry it: its conditions held."""
+        return replace(self, caller=0, args=0)
 
 
 class Numbering(Generic[K]):
@@ -188,6 +201,14 @@ class MapContents:
     # set -> the default hit of each of its policies whose default is not
     # allow, in the order of match_value.named's bits (at most MAX_DEFAULTS).
     defaults: Mapping[int, tuple[Hit, ...]] = field(default_factory=dict)
+    # What the calling program's file and the exec's arguments are looked up
+    # in: each entry holds the bits of the set's conditions naming it (Hit.caller
+    # and Hit.args are 1 + such a bit). Caller paths are keyed as `paths` are,
+    # each already carrying the bits of every directory above it.
+    caller_names: Mapping[tuple[int, str], int] = field(default_factory=dict)
+    caller_paths: Mapping[tuple[int, str], int] = field(default_factory=dict)
+    caller_inodes: Mapping[tuple[int, int, int], int] = field(default_factory=dict)
+    arg_values: Mapping[tuple[int, str], int] = field(default_factory=dict)
 
     def expand(self, hit: Hit) -> tuple[Hit, ...]:
         """The rules' own hits behind one hit: itself, or a group's members."""
@@ -301,24 +322,38 @@ def set_key(
 
 
 def path_targets(policies: Iterable[ExecPolicy]) -> list[str]:
-    """Every path and dir the policies name, as written (what `enforcer.resolve` resolves)."""
+    """Every path and dir the policies name, their calledBy's too, as written.
+
+    These are what `enforcer.resolve` resolves in each container's root.
+    """
     targets: dict[str, None] = {}
     for policy in policies:
         for rule in policy.spec.rules:
-            targets.update(dict.fromkeys(rule.match.paths))
-            targets.update(dict.fromkeys(rule.match.dirs))
+            for files in (rule.match, rule.match.called_by):
+                if files is not None:
+                    targets.update(dict.fromkeys(files.paths))
+                    targets.update(dict.fromkeys(files.dirs))
     return list(targets)
+
+
+@dataclass(frozen=True)
+class InodeEntries:
+    """What a container joining an existing set adds: the files its policy paths resolve to."""
+
+    rules: Mapping[tuple[int, int, int], tuple[Hit, ...]]
+    callers: Mapping[tuple[int, int, int], int]
 
 
 def inode_entries(
     policies: Sequence[ExecPolicy], set_id: int, ids: Ids, view: RootView
-) -> dict[tuple[int, int, int], tuple[Hit, ...]]:
+) -> InodeEntries:
     """The inode entries a container with this view adds to an existing set."""
     tables = _Tables(ids)
     for policy in policies:
         _add_policy(policy, set_id, ids, {}, tables)
     tables.add_inodes(set_id, view)
-    return dict(tables.contents({}, abi.NO_SET).inodes)
+    contents = tables.contents({}, abi.NO_SET)
+    return InodeEntries(dict(contents.inodes), dict(contents.caller_inodes))
 
 
 def _canonical(target: str, view: RootView | None) -> str:
@@ -341,6 +376,7 @@ class _Tables:
         self.defaults: dict[int, tuple[Hit, ...]] = {}
         # (set, path as written) -> its hits, for the files it resolved to.
         self.by_path_target: dict[tuple[int, str], list[Hit]] = defaultdict(list)
+        self.conditions = Conditions()
 
     def add(self, set_id: int, target: Target, key: str, hit: Hit) -> None:
         if target.kind is TargetKind.NAME:
@@ -390,8 +426,10 @@ class _Tables:
                 dev, ino = resolved.inode
                 entry = self.inodes[(set_id, dev, ino)]
                 entry.extend(hit for hit in hits if hit not in entry)
+        self.conditions.add_inodes(set_id, view)
 
     def contents(self, cgroup_sets: Mapping[int, int], host_set_id: int) -> MapContents:
+        callers = self.conditions.sets_with_callers
         return MapContents(
             cgroup_sets=cgroup_sets,
             host_set_id=host_set_id,
@@ -399,10 +437,17 @@ class _Tables:
             paths=self._freeze(_inherit_dir_hits(self.paths)),
             inodes=self._freeze(self.inodes),
             cut={set_id: self._pack(hits) for set_id, hits in self.cut.items()},
-            set_flags=dict(self.flags),
+            set_flags={
+                set_id: flags | (SetFlag.CALLERS if set_id in callers else 0)
+                for set_id, flags in self.flags.items()
+            },
             set_name_lengths=dict(self.name_lengths),
             groups=dict(self.groups),
             defaults=dict(self.defaults),
+            caller_names=dict(self.conditions.caller_names),
+            caller_paths=_inherit_dir_bits(self.conditions.caller_paths),
+            caller_inodes=dict(self.conditions.caller_inodes),
+            arg_values=dict(self.conditions.arg_values),
         )
 
     def _freeze(self, table: Mapping[EntryKey, list[Hit]]) -> dict[EntryKey, tuple[Hit, ...]]:
@@ -416,10 +461,18 @@ class _Tables:
         counts each of its rules (MapContents.expand). Groups of the same
         rules share one id, stable across compiles, like the rules' own.
         """
-        ranked = sorted(set(hits), key=lambda h: (_STRICTNESS[h.action], h))
+        # Conditional hits first: the kernel tests each one's conditions, so none can be
+        # folded into a group.
+        ranked = sorted(set(hits), key=lambda h: (not h.conditional, _STRICTNESS[h.action], h))
         if len(ranked) <= abi.MAX_HITS:
             return tuple(ranked)
         kept, rest = ranked[: abi.MAX_HITS - 1], tuple(ranked[abi.MAX_HITS - 1 :])
+        if any(hit.conditional for hit in rest):
+            raise CompileError(
+                f"more than {abi.MAX_HITS - 1} rules with calledBy or args name one program in "
+                "the same containers; the kernel tests at most that many per program: merge "
+                "rules that share their conditions"
+            )
         digest = hashlib.sha1(repr(sorted(rest)).encode()).hexdigest()[:20]
         group_id = self.ids.rules.number(("", f"group {digest}"))
         self.groups[group_id] = rest
@@ -584,8 +637,10 @@ def _add_policy(
     for rule in policy.spec.rules:
         action = _action(policy.spec.mode, rule.action)
         rule_id = ids.rules.number((policy.name, rule.name))
+        caller = tables.conditions.caller(set_id, rule.match.called_by, canonical)
+        args = tables.conditions.args(set_id, rule.match.args)
         for target, written_key in _targets(rule.match.names, rule.match.paths, rule.match.dirs):
-            hit = Hit(policy_id, rule_id, ids.targets.number(target), action)
+            hit = Hit(policy_id, rule_id, ids.targets.number(target), action, caller, args)
             key = _resolved_key(target, written_key, canonical)
             tables.add(set_id, target, key, hit)
 
@@ -630,6 +685,15 @@ def _inherit_dir_hits(paths: dict[tuple[int, str], list[Hit]]) -> dict[tuple[int
             if key[cut] == "/":
                 merged.extend(paths.get((set_id, key[: cut + 1]), ()))
         result[(set_id, key)] = merged
+    return result
+
+
+def _inherit_dir_bits(paths: Mapping[tuple[int, str], int]) -> dict[tuple[int, str], int]:
+    """Adds to each caller path entry the bits of every directory entry above it."""
+    result: dict[tuple[int, str], int] = {}
+    for (set_id, key), own in paths.items():
+        above = (paths.get((set_id, key[: cut + 1]), 0) for cut in range(len(key) - 1))
+        result[(set_id, key)] = own | functools.reduce(operator.or_, above, 0)
     return result
 
 

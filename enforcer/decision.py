@@ -4,13 +4,17 @@ An exec the kernel stopped (in a cgroup still pending, or a script whose own
 path the daemon resolves) is decided here exactly as bpf/exec_enforcer.c
 would have: for each file that runs (the program, and a script's own file),
 the longest path entry (exact path or directory) of its resolved path, its
-inode, its basenames; each (policy, rule) counts once.
+inode, its basenames; each (policy, rule) counts once. A hit with conditions
+counts where they hold: the calling program (`caller`, as the kernel read it)
+and the arguments (`argv`, as the new program got them); where either is
+unknown, hits that act count and allow hits do not (fail closed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from enforcer import abi
 from enforcer.abi import Action
@@ -29,8 +33,24 @@ class FileIdentity:
     path_cut: bool = False  # the kernel's walk did not reach the root
 
 
+@dataclass(frozen=True)
+class ExecContext:
+    """What conditional rules test: the calling program and the arguments (None: unknown)."""
+
+    caller: FileIdentity | None = None
+    argv: Sequence[bytes] | None = None  # argv[0] included, as /proc/PID/cmdline holds it
+
+
+UNKNOWN = ExecContext()
+
+
 def decide(
-    maps: MapContents, set_id: int, files: Iterable[FileIdentity], *, runtime_exec: bool = False
+    maps: MapContents,
+    set_id: int,
+    files: Iterable[FileIdentity],
+    *,
+    runtime_exec: bool = False,
+    context: ExecContext = UNKNOWN,
 ) -> tuple[Hit, ...]:
     """The hits the kernel would have reported, one per (policy, rule).
 
@@ -41,11 +61,13 @@ def decide(
     """
     if set_id == abi.NO_SET:
         return ()
+    holds = _Conditions(maps, set_id, context)
     hits: dict[tuple[int, int], Hit] = {}
     for file in files:
         for found in _file_hits(maps, set_id, file):
             for hit in maps.expand(found):
-                hits.setdefault((hit.policy_id, hit.rule_id), hit)
+                if holds(hit):
+                    hits.setdefault((hit.policy_id, hit.rule_id), hit.unconditional())
     named = {policy_id for policy_id, _ in hits}
     for default in () if runtime_exec else maps.defaults.get(set_id, ()):
         if default.policy_id not in named:  # no rule of its policy names the exec
@@ -74,15 +96,67 @@ def _file_hits(maps: MapContents, set_id: int, file: FileIdentity) -> Iterable[H
 
 
 def _longest_path_entry(maps: MapContents, set_id: int, filename: str) -> tuple[Hit, ...]:
-    exact = maps.paths.get((set_id, filename + "\0"))
+    return longest_entry(maps.paths, set_id, filename, ())
+
+
+Entry = TypeVar("Entry")
+
+
+def longest_entry(
+    table: Mapping[tuple[int, str], Entry], set_id: int, filename: str, none: Entry
+) -> Entry:
+    """The kernel's LPM lookup: the exact path's entry, else the deepest directory's."""
+    exact = table.get((set_id, filename + "\0"))
     if exact is not None:
         return exact
     for cut in range(len(filename) - 1, -1, -1):
         if filename[cut] == "/":
-            hits = maps.paths.get((set_id, filename[: cut + 1]))
-            if hits is not None:
-                return hits
-    return ()
+            found = table.get((set_id, filename[: cut + 1]))
+            if found is not None:
+                return found
+    return none
+
+
+class _Conditions:
+    """Whether a hit's conditions hold for one exec, as bpf/exec_enforcer.c tests them."""
+
+    def __init__(self, maps: MapContents, set_id: int, context: ExecContext) -> None:
+        self._caller = _caller_bits(maps, set_id, context.caller)
+        self._args = _arg_bits(maps, set_id, context.argv)
+
+    def __call__(self, hit: Hit) -> bool:
+        return _bit_holds(hit, hit.caller, self._caller) and _bit_holds(hit, hit.args, self._args)
+
+
+def _bit_holds(hit: Hit, condition: int, bits: int | None) -> bool:
+    if not condition:
+        return True
+    if bits is None:  # unknown: fail closed
+        return hit.action is not Action.ALLOW
+    return bool(bits >> (condition - 1) & 1)
+
+
+def _caller_bits(maps: MapContents, set_id: int, caller: FileIdentity | None) -> int | None:
+    if caller is None or caller.path_cut:
+        return None
+    bits = 0
+    for name in caller.names:
+        bits |= maps.caller_names.get((set_id, name), 0)
+    if caller.inode is not None:
+        bits |= maps.caller_inodes.get((set_id, *caller.inode), 0)
+    return bits | longest_entry(maps.caller_paths, set_id, caller.path, 0)
+
+
+def _arg_bits(maps: MapContents, set_id: int, argv: Sequence[bytes] | None) -> int | None:
+    if argv is None:
+        return None
+    bits = 0
+    for arg in argv[1 : 1 + abi.MATCH_ARGS]:
+        if len(arg) < abi.ARG_KEY_LEN - 1:  # whole in the kernel's key
+            bits |= maps.arg_values.get((set_id, arg.decode(errors="surrogateescape")), 0)
+        elif len(arg) > abi.ARG_SKIP_MAX:  # the kernel's search ends at it
+            break
+    return bits
 
 
 class AnyRule:

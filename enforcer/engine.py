@@ -52,6 +52,9 @@ class ProgramMaps(Protocol):
 
     def apply(self, maps: MapContents) -> None: ...
     def add_inodes(self, inodes: Mapping[tuple[int, int, int], tuple[Hit, ...]]) -> None: ...
+    def add_caller_inodes(self, inodes: Mapping[tuple[int, int, int], int]) -> None: ...
+    @property
+    def reads_callers(self) -> bool: ...
     def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None: ...
     def counters(self) -> dict[Any, int]: ...
     def event_drops(self) -> int: ...
@@ -77,6 +80,7 @@ class Denial:
     target: str
     argv: tuple[str, ...] = ()
     invoked: str = ""  # the path as passed to exec, where it differs
+    caller: str = ""  # the program that called exec, resolved, where the kernel read it
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -87,8 +91,10 @@ class Denial:
         )
         where = HOST if self.container_id == HOST else f"container {self.container_id[:12]}"
         invoked = f" (invoked as {self.invoked})" if self.invoked else ""
+        caller = f", called by {self.caller}" if self.caller else ""
         return (
-            f"{verb} {self.filename}{invoked} (pid {self.pid}, comm {self.comm}) in {where}: "
+            f"{verb} {self.filename}{invoked} (pid {self.pid}, comm {self.comm}{caller}) in "
+            f"{where}: "
             f"policy {self.policy}, rule {self.rule}"
         )
 
@@ -147,6 +153,8 @@ class Engine:
         """
         # The policy in force keeps its name; a newcomer reusing it is refused.
         result = self._load().keeping_names_in_force(self.policies)
+        if not self._program.reads_callers:
+            result = _without_callers(result)
         with self._lock:
             self.problems = result.problems
             bad = {problem.file for problem in result.problems}
@@ -314,10 +322,18 @@ class Engine:
         """Adds the files a new member's policy paths resolve to to its set."""
         chosen = sorted(chosen, key=lambda p: p.name)
         entries = inode_entries(chosen, number, self._ids, view)
-        fresh = {k: v for k, v in entries.items() if k not in compiled.maps.inodes}
+        fresh = {k: v for k, v in entries.rules.items() if k not in compiled.maps.inodes}
+        callers = {k: v for k, v in entries.callers.items() if k not in compiled.maps.caller_inodes}
         if fresh:
             self._program.add_inodes(fresh)
-            maps = replace(compiled.maps, inodes={**compiled.maps.inodes, **fresh})
+        if callers:
+            self._program.add_caller_inodes(callers)
+        if fresh or callers:
+            maps = replace(
+                compiled.maps,
+                inodes={**compiled.maps.inodes, **fresh},
+                caller_inodes={**compiled.maps.caller_inodes, **callers},
+            )
             self.compiled = replace(compiled, maps=maps)
 
     def place_below(self, cgroup_id: int, path: str) -> bool:
@@ -405,6 +421,7 @@ class Engine:
                 filename=event.filename,
                 argv=event.argv,
                 invoked=event.invoked,
+                caller=event.caller,
             )
             for hit in hits
         ]
@@ -420,6 +437,7 @@ class Engine:
         filename: str,
         argv: tuple[str, ...] = (),
         invoked: str = "",
+        caller: str = "",
     ) -> Denial:
         """Names one hit (from the kernel, or decided for a held exec) and keeps it."""
         with self._lock:
@@ -440,6 +458,7 @@ class Engine:
             target=str(name.target),
             argv=argv,
             invoked=invoked if invoked != filename else "",
+            caller=caller,
         )
         with self._new_denial:
             self.recent.append(denial)
@@ -579,6 +598,26 @@ def _policy_status(
         ],
         "unresolved": list(selection.unresolved) if selection else [],
     }
+
+
+def _without_callers(result: LoadResult) -> LoadResult:
+    """The result with a problem for each policy whose calledBy this program cannot test."""
+    problems = [
+        PolicyProblem(
+            file=loaded.source,
+            line=loaded.line,
+            field=f"spec.rules[{index}].match.calledBy",
+            message=f"rule {rule.name!r} of policy {loaded.policy.name!r} names the calling "
+            "program, which this kernel lets the tracepoint backend read only from Linux 6.10 "
+            "on (sched_prepare_exec); run with --backend lsm or kprobe where the kernel has "
+            "them (see `enforcer doctor`), or remove calledBy. The file's last good version "
+            "stays in force",
+        )
+        for loaded in result.policies
+        for index, rule in enumerate(loaded.policy.spec.rules)
+        if rule.match.called_by is not None
+    ]
+    return replace(result, problems=(*result.problems, *problems)) if problems else result
 
 
 def keep_metadata(fresh: Container, before: Container) -> Container:

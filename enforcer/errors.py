@@ -20,6 +20,10 @@ class PolicyError(EnforcerError):
         super().__init__(f"{len(problems)} policy problem(s):\n{lines}")
 
 
+class CompileError(EnforcerError):
+    """Raised when valid policies cannot fit the kernel's fixed-size maps."""
+
+
 class KernelSupportError(EnforcerError):
     """Raised when the running kernel lacks something the chosen backend needs."""
 

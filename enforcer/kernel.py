@@ -46,6 +46,8 @@ SECURITYFS = Path("/sys/kernel/security")
 MODULES = Path("/lib/modules")
 KHEADERS = Path("/sys/kernel/kheaders.tar.xz")
 EXEC_TRACEPOINT = ("sched", "sched_process_exec")
+# Linux 6.10+: where the tracepoint backend still sees the program calling exec.
+PREPARE_EXEC_TRACEPOINT = ("sched", "sched_prepare_exec")
 LSM_HOOK = "bprm_check_security"
 # What the kprobe backend's pass hook attaches to: the LSM hook's caller.
 KPROBE_PASS_FUNCTION = "security_bprm_check"
@@ -152,6 +154,11 @@ def tracefs_root() -> Path:
     """The tracefs bcc will use: the one below debugfs first, as bcc does."""
     below_debugfs = DEBUGFS / "tracing"
     return below_debugfs if _is_dir(below_debugfs / "events") else TRACEFS
+
+
+def has_prepare_exec() -> bool:
+    """Whether the kernel has sched_prepare_exec (the calledBy rules of the tracepoint backend)."""
+    return _is_dir(tracefs_root().joinpath("events", *PREPARE_EXEC_TRACEPOINT))
 
 
 def _is_dir(path: Path) -> bool:

@@ -43,6 +43,7 @@ FIELDS: Mapping[str, tuple[str, str]] = MappingProxyType(
         "OFF_FS_PWD": ("fs_struct", "pwd"),
         "OFF_MM_ARG_START": ("mm_struct", "arg_start"),
         "OFF_MM_ARG_END": ("mm_struct", "arg_end"),
+        "OFF_MM_EXE_FILE": ("mm_struct", "exe_file"),
         "OFF_TASK_NSPROXY": ("task_struct", "nsproxy"),
         "OFF_NSPROXY_MNT_NS": ("nsproxy", "mnt_ns"),
         "OFF_MNT_NS_NS": ("mnt_namespace", "ns"),

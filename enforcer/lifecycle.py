@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Protocol
 
 from enforcer import abi
-from enforcer.abi import ExecFlag
+from enforcer.abi import CallerFlag, ExecFlag
 from enforcer.compiler import Hit
 from enforcer.containers.cgroup import cgroup_dir, cgroup_v2_path_of_pid, find_cgroup2_mount
 from enforcer.containers.model import Container
 from enforcer.containers.namespaces import in_host_mount_namespace
-from enforcer.decision import FileIdentity, decide, kills
+from enforcer.decision import ExecContext, FileIdentity, decide, kills
 from enforcer.engine import Denial, Engine
 from enforcer.errors import EnforcerError
 from enforcer.resolve import ResolveError, RootView, kernel_dev, resolve_in_root, root_view
@@ -76,6 +76,31 @@ class HeldExecLike(Protocol):
     def interp_name(self) -> str: ...
     @property
     def cwd(self) -> str: ...
+    @property
+    def caller(self) -> CallerLike: ...
+
+
+class CallerLike(Protocol):
+    """bpf_program.Caller: the program that called the held exec (struct caller_info)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def inode(self) -> tuple[int, int]: ...
+    @property
+    def flags(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class EventCaller:
+    """The caller an EVENT_HELD event names: its path only, the rest read from it."""
+
+    path: str
+    name: str = ""
+    inode: tuple[int, int] = (0, 0)
+    flags: int = 0
 
 
 class HeldEvent(Protocol):
@@ -91,6 +116,8 @@ class HeldEvent(Protocol):
     def invoked(self) -> str: ...
     @property
     def flags(self) -> int: ...
+    @property
+    def caller(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,7 @@ class UnstoredHeld:
     invoked: str
     interp_name: str
     cwd: str
+    caller: CallerLike
     # Whether its cgroup was placed is the engine's to say: settled as pending.
     set_id: int = abi.SET_PENDING
 
@@ -142,6 +170,11 @@ def unstored_held(event: HeldEvent) -> UnstoredHeld:
         invoked=event.invoked,
         interp_name=_interpreter_named(event.pid, event.invoked, cwd) if script else "",
         cwd=cwd,
+        caller=EventCaller(
+            path=event.caller,
+            name=_basename(event.caller),
+            flags=CallerFlag.KNOWN if event.caller.startswith("/") else 0,
+        ),
     )
 
 
@@ -285,14 +318,20 @@ class Lifecycle:
             self._let_go(held.pid, signal.SIGKILL, held.cgroup_id)
             return []
         compiled = engine.compiled
-        hits = decide(compiled.maps, set_number, files, runtime_exec=runtime) if compiled else ()
+        context = held_context(held)
+        hits = (
+            decide(compiled.maps, set_number, files, runtime_exec=runtime, context=context)
+            if compiled
+            else ()
+        )
         self._program.add_counts(held.cgroup_id, hits)
         comm, uid = _comm_and_uid(held.pid)
         argv = _argv(held.pid)  # stopped after its exec: /proc shows the new program's
         self._let_go(held.pid, signal.SIGKILL if kills(hits) else signal.SIGCONT, held.cgroup_id)
         return [
             engine.record(hit, cgroup_id=held.cgroup_id, pid=held.pid, uid=uid, comm=comm,
-                          filename=held.path, argv=argv, invoked=held.invoked)
+                          filename=held.path, argv=argv, invoked=held.invoked,
+                          caller=held.caller.path)
             for hit in hits
         ]  # fmt: skip
 
@@ -454,6 +493,37 @@ def _in_cgroup(pid: int, cgroup_id: int) -> bool:
         return os.stat(find_cgroup2_mount() / rel.lstrip("/")).st_ino == cgroup_id
     except (OSError, EnforcerError):
         return False
+
+
+def held_context(held: HeldExecLike) -> ExecContext:
+    """What conditional rules test of a held exec: its caller, and its arguments from /proc.
+
+    The process is stopped before its first instruction: /proc/PID/cmdline is the argv
+    the new program got, as the kernel reads it for its own hits.
+    """
+    caller = held.caller
+    known = caller.flags & CallerFlag.KNOWN
+    identity = FileIdentity(
+        path=caller.path,
+        names=(caller.name,) if caller.name else (),
+        inode=caller.inode if caller.inode != (0, 0) else None,
+        path_cut=bool(caller.flags & CallerFlag.PATH_CUT),
+    )
+    return ExecContext(caller=identity if known else None, argv=_match_argv(held.pid))
+
+
+def _match_argv(pid: int) -> tuple[bytes, ...] | None:
+    """argv[0] and the arguments the kernel compares (abi.MATCH_ARGS after it), or None."""
+    limit = (abi.MATCH_ARGS + 1) * (abi.ARG_SKIP_MAX + 1)
+    try:
+        with Path(f"/proc/{pid}/cmdline").open("rb") as cmdline:
+            raw = cmdline.read(limit)
+    except OSError:
+        return None
+    args = raw.split(b"\0")
+    if raw.endswith(b"\0"):
+        args = args[:-1]  # what follows the last NUL is no argument
+    return tuple(args[: abi.MATCH_ARGS + 1])
 
 
 def _argv(pid: int) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """The daemon's bpffs directory: pinned maps, pinned links per generation, one owner.
 
 Layout (default /sys/fs/bpf/enforcer):
-    counters, held-2, liveness maps every generation of the program shares
+    counters, held-3, liveness maps every generation of the program shares
                                (the held map's name changes with its layout)
     links-<N>/<hook>           the links that keep generation N attached
     links-<N>/maps/<map>       its own maps, and links-<N>/program-key, the key

@@ -1,10 +1,10 @@
 #!/bin/bash
 # Builds, once, the Debian 12 (bookworm) root filesystem that the integration
 # tests import as a podman image (podman_helpers.debian_image()): debootstrap's
-# minbase variant plus python3, procps and busybox, from Debian's own packages,
+# minbase variant plus python3, procps, busybox and curl, from Debian's own packages,
 # nothing added. It is a tarball in the cache directory, outside the checkout:
 #
-#   ${ENFORCER_IMAGE_CACHE:-/var/cache/enforcer-tests}/debian-bookworm-minbase.tar
+#   ${ENFORCER_IMAGE_CACHE:-/var/cache/enforcer-tests}/debian-bookworm-minbase-curl.tar
 #
 # When the tarball is there this does nothing. Otherwise it builds in a
 # directory beside it and renames the finished tarball into place, so a build
@@ -18,9 +18,10 @@
 set -euo pipefail
 
 SUITE=bookworm
-INCLUDE=python3,procps,busybox
+INCLUDE=python3,procps,busybox,curl
 CACHE=${ENFORCER_IMAGE_CACHE:-/var/cache/enforcer-tests}
-TARBALL=$CACHE/debian-$SUITE-minbase.tar
+# The name changes with INCLUDE, so a tarball cached with fewer packages is not reused.
+TARBALL=$CACHE/debian-$SUITE-minbase-curl.tar
 
 die() {
     echo "debian_rootfs.sh: $*" >&2

@@ -12,7 +12,7 @@ stop would only cost the stop timeout). `run_foreground()` runs a one-shot
 (tests ask for the session fixture `debian_image` in conftest.py, which imports
 it once): built by tests/images/debian_rootfs.sh (`make test-image`) and
 cached outside the checkout. It is merged-/usr (`/bin` is a link to
-`usr/bin`) and has bash, coreutils, python3, procps and busybox. As in every
+`usr/bin`) and has bash, coreutils, python3, procps, busybox and curl. As in every
 podman container, its `/dev/shm` is mounted noexec: copy programs to run
 elsewhere, e.g. `/tmp`.
 
@@ -47,7 +47,7 @@ DEBIAN_IMAGE_REPOSITORY = "localhost/enforcer-test-debian"
 # Where tests/images/debian_rootfs.sh leaves the Debian tarball; keep the two in step.
 IMAGE_CACHE_ENV = "ENFORCER_IMAGE_CACHE"
 DEFAULT_IMAGE_CACHE = Path("/var/cache/enforcer-tests")
-DEBIAN_TARBALL_NAME = "debian-bookworm-minbase.tar"
+DEBIAN_TARBALL_NAME = "debian-bookworm-minbase-curl.tar"
 PODMAN_TIMEOUT_S = 60.0
 # How long an attached container may take to be running.
 START_TIMEOUT_S = 30.0

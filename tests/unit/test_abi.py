@@ -25,6 +25,7 @@ def test_sizes_match_header() -> None:
         "LONG_PATH_LEN",
         "MAX_HITS",
         "MAX_EXEC_HITS",
+        "MAX_DEFERRED",
         "WALK_STEPS",
         "WALK_BUF",
         "COMM_LEN",
@@ -50,6 +51,12 @@ def test_sizes_match_header() -> None:
         "MAX_CGROUP_LEVELS",
         "COUNTED_BY_DAEMON",
         "MAX_DEFAULTS",
+        "MATCH_ARGS",
+        "ARG_KEY_LEN",
+        "ARG_SKIP_MAX",
+        "MAX_CONDITIONS",
+        "MAX_CALLER_ENTRIES",
+        "MAX_ARG_ENTRIES",
     ]
     assert {n: defines[n] for n in names} == {n: getattr(abi, n) for n in names}
 
@@ -75,6 +82,10 @@ def test_set_flags_match_header() -> None:
 
 def test_exec_flags_match_header() -> None:
     assert _header_flags("EXEC") == {f.name: f.value for f in abi.ExecFlag}
+
+
+def test_caller_flags_match_header() -> None:
+    assert _header_flags("CALLER") == {f.name: f.value for f in abi.CallerFlag}
 
 
 def test_the_held_map_pin_name_matches_header() -> None:

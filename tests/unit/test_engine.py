@@ -18,13 +18,17 @@ WEB = Container(id="a" * 64, runtime="podman", name="web-1", cgroup_ids=(101,), 
 class FakeProgram:
     """Keeps the last map contents applied, as the kernel would hold them."""
 
-    def __init__(self) -> None:
+    def __init__(self, reads_callers: bool = True) -> None:
         self.maps: MapContents | None = None
+        self.reads_callers = reads_callers
 
     def apply(self, maps: MapContents) -> None:
         self.maps = maps
 
     def add_inodes(self, inodes: Mapping[tuple[int, int, int], tuple[Hit, ...]]) -> None:
+        return None
+
+    def add_caller_inodes(self, inodes: Mapping[tuple[int, int, int], int]) -> None:
         return None
 
     def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None:
@@ -43,7 +47,7 @@ class FakeProgram:
         return {}
 
 
-def by_name(pattern: str) -> LoadedPolicy:
+def by_name(pattern: str, match: Mapping[str, object] | None = None) -> LoadedPolicy:
     policy = ExecPolicy.model_validate(
         {
             "apiVersion": "enforcer/v1",
@@ -51,7 +55,7 @@ def by_name(pattern: str) -> LoadedPolicy:
             "metadata": {"name": "web"},
             "spec": {
                 "selector": {"containers": {"names": [pattern]}},
-                "rules": [{"name": "r", "match": {"names": ["nc"]}}],
+                "rules": [{"name": "r", "match": match or {"names": ["nc"]}}],
             },
         }
     )
@@ -77,3 +81,19 @@ def test_a_runtime_that_times_out_does_not_unselect_a_placed_container() -> None
     seen[:] = [Container(id=WEB.id, runtime="podman", name="db-1", cgroup_ids=(101,))]
     engine.reload()
     assert program.maps.cgroup_sets[101] == 0
+
+
+def test_calledby_on_a_program_that_cannot_read_callers_is_a_problem_of_its_file() -> None:
+    program = FakeProgram(reads_callers=False)
+    match = {"names": ["sh"], "calledBy": {"paths": ["/usr/sbin/nginx"]}}
+    engine = Engine(
+        program, lambda: LoadResult((by_name("web-*", match),), ()), lambda: [WEB], lambda: {}
+    )
+    assert engine.reload() is False
+    (problem,) = engine.problems
+    assert (problem.file, problem.field) == (
+        Path("policies/web.yaml"),
+        "spec.rules[0].match.calledBy",
+    )
+    assert "Linux 6.10" in problem.message and "--backend lsm" in problem.message
+    assert program.maps is not None and program.maps.cgroup_sets.get(101, 0) == 0

@@ -1,0 +1,91 @@
+"""A rule's conditions (match.calledBy, match.args) -> the bits the kernel tests per hit.
+
+Each distinct calledBy and args of a policy set gets one bit (at most
+abi.MAX_CONDITIONS of each). Per exec, the kernel looks up the calling
+program's file (its basename, inode and resolved path) and each argument once,
+and ORs up the bits of the entries found; a hit with a condition counts only
+when its bit is set. So the cost stays one lookup per file and per argument,
+whatever the number of rules, and nothing is read for rules without args.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+
+from enforcer import abi
+from enforcer.errors import CompileError
+from enforcer.policy.model import Args, CalledBy
+from enforcer.resolve import RootView
+
+
+class Conditions:
+    """The conditions of the sets being compiled, and their lookup entries."""
+
+    def __init__(self) -> None:
+        self._callers: dict[tuple[int, CalledBy], int] = {}
+        self._args: dict[tuple[int, Args], int] = {}
+        self._count: dict[tuple[int, str], int] = defaultdict(int)
+        self.caller_names: dict[tuple[int, str], int] = defaultdict(int)
+        self.caller_paths: dict[tuple[int, str], int] = defaultdict(int)
+        self.caller_inodes: dict[tuple[int, int, int], int] = defaultdict(int)
+        self.arg_values: dict[tuple[int, str], int] = defaultdict(int)
+        # (set, calledBy path as written) -> its bits, for the files it resolved to.
+        self._by_path: dict[tuple[int, str], int] = defaultdict(int)
+        self.sets_with_callers: set[int] = set()
+
+    def caller(self, set_id: int, called_by: CalledBy | None, canonical: Mapping[str, str]) -> int:
+        """Hit.caller for a rule with this calledBy in this set: 0, or 1 + its bit."""
+        if called_by is None:
+            return 0
+        key = (set_id, called_by)
+        if key not in self._callers:
+            bit = self._number(set_id, "calledBy")
+            self._callers[key] = bit
+            self._add_caller_entries(set_id, called_by, canonical, 1 << bit)
+        self.sets_with_callers.add(set_id)
+        return self._callers[key] + 1
+
+    def args(self, set_id: int, args: Args | None) -> int:
+        """Hit.args for a rule with these args in this set: 0, or 1 + its bit."""
+        if args is None:
+            return 0
+        key = (set_id, args)
+        if key not in self._args:
+            bit = self._number(set_id, "args")
+            self._args[key] = bit
+            for value in args.any_of:
+                self.arg_values[(set_id, value)] |= 1 << bit
+        return self._args[key] + 1
+
+    def add_inodes(self, set_id: int, view: RootView) -> None:
+        """The files this root's calledBy paths resolved to, with those paths' bits."""
+        for (entry_set, written), bits in self._by_path.items():
+            resolved = view.get(written)
+            if entry_set == set_id and resolved is not None and resolved.inode is not None:
+                dev, ino = resolved.inode
+                self.caller_inodes[(set_id, dev, ino)] |= bits
+
+    def _number(self, set_id: int, kind: str) -> int:
+        bit = self._count[(set_id, kind)]
+        if bit >= abi.MAX_CONDITIONS:
+            raise CompileError(
+                f"more than {abi.MAX_CONDITIONS} distinct {kind} conditions apply to the same "
+                "containers; the kernel tests at most that many: give rules that differ only "
+                f"in {kind} one rule each"
+            )
+        self._count[(set_id, kind)] = bit + 1
+        return bit
+
+    def _add_caller_entries(
+        self, set_id: int, called_by: CalledBy, canonical: Mapping[str, str], bit: int
+    ) -> None:
+        for name in called_by.names:
+            self.caller_names[(set_id, name)] |= bit
+        for path in called_by.paths:
+            self.caller_paths[(set_id, canonical.get(path, path) + "\0")] |= bit
+            self._by_path[(set_id, path)] |= bit
+        for directory in called_by.dirs:
+            written = directory.rstrip("/") or "/"
+            below = canonical.get(written, written).rstrip("/") + "/"
+            self.caller_paths[(set_id, below)] |= bit
