@@ -226,7 +226,8 @@ def _print_event(denial: dict[str, Any], as_json: bool) -> None:
     called = f"  (called by {caller})" if caller else ""
     click.echo(
         f"{when:19}  {denial['action']:7}  {denial['policy'] + '/' + denial['rule']:28}  "
-        f"{where:26}  {denial['pid']:>7}  {program} {argv}".rstrip() + called
+        f"{where:26}  {denial['pid']:>7}  {program} {argv}".rstrip()
+        + called
     )
 
 

@@ -255,3 +255,32 @@ def test_policies_that_overflow_the_kernel_maps_together_fail(tmp_path: Path) ->
     assert f"{room + 1} program names (per distinct set of policies) exceed" in message
     assert "together with those read before it (a)" in message
     assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_check_explains_the_bound_of_an_argument_value_it_cannot_match(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    long_value = "x" * (abi.ARG_KEY_LEN - 1)
+    path.write_text(
+        policy(
+            lines={14: f'        names: [curl]\n        args: {{anyOf: ["-o", "{long_value}"]}}'}
+        )
+    )
+    result = check(path)
+    assert result.returncode != 0
+    line = problem_line(result.stderr, path, 15, "spec.rules[0].match.args.anyOf[1]")
+    assert f"first {abi.MATCH_ARGS} arguments after argv[0]" in line
+    assert f"at most {abi.ARG_KEY_LEN - 2} bytes" in line
+
+
+def test_check_accepts_calledby_and_args(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        policy(
+            lines={
+                14: "        names: [sh]\n        calledBy: {paths: [/usr/sbin/nginx], "
+                "names: [php-fpm]}\n        args: {anyOf: ['-c']}"
+            }
+        )
+    )
+    result = check(path)
+    assert result.returncode == 0, result.stderr
