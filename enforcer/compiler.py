@@ -494,6 +494,12 @@ def _check_capacity(maps: MapContents) -> None:
         ),
         ("paths and directories (per set)", len(maps.paths), abi.MAX_PATH_ENTRIES // 2),
         ("files that policy paths resolved to", len(maps.inodes), abi.MAX_PATH_ENTRIES // 2),
+        (
+            "calledBy names, paths and files (per set)",
+            max(len(maps.caller_names), len(maps.caller_paths), len(maps.caller_inodes)),
+            abi.MAX_CALLER_ENTRIES // 2,
+        ),
+        ("args values (per set)", len(maps.arg_values), abi.MAX_ARG_ENTRIES // 2),
     )
     for what, count, limit in limits:
         if count > limit:

@@ -443,10 +443,6 @@ class Match(_Files):
     called_by: CalledBy | None = Field(default=None, alias="calledBy")
     args: Args | None = None
 
-    @property
-    def conditional(self) -> bool:
-        return self.called_by is not None or self.args is not None
-
 
 def _too_many(count: int, what: str, limit: int) -> str:
     instead = (
