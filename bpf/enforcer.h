@@ -231,11 +231,19 @@ struct exec_hits {
     struct hit deferred[MAX_DEFERRED];
 };
 
-/* What a caller lookup (caller_names, caller_paths, caller_inodes) or an
- * argument lookup (arg_values) finds: the bits of the set's conditions that
- * name this file or this argument. */
+/* What an argument lookup (arg_values) finds: the bits of the set's
+ * conditions that name this argument. */
 struct condition_mask {
     u64 bits;
+};
+
+/* What a caller lookup (caller_names, caller_paths, caller_inodes) finds: the
+ * bits of the set's calledBy conditions that name this file, and the target
+ * id of the calledBy entry that does (the counters say who called). */
+struct caller_entry {
+    u64 bits;
+    u16 caller_id;
+    u16 reserved[3];
 };
 
 struct arg_key {
@@ -266,6 +274,8 @@ struct counter_key {
     u16 rule_id;
     u16 target_id;
     u16 action;        /* enum action, | COUNTED_BY_DAEMON */
+    u16 caller_id;     /* a calledBy rule's: the entry that named the caller, or 0 */
+    u16 reserved[3];
 };
 
 /* counter_key.action bit of the hits the daemon decides (held execs). The

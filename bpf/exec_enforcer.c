@@ -87,12 +87,12 @@ BPF_HASH(set_defaults, u32, struct set_defaults, MAX_CGROUPS);
 /* thread id -> the hits of the exec it is in the middle of */
 BPF_TABLE("lru_hash", u32, struct exec_hits, pass_hits, MAX_HELD);
 #endif
-/* The conditions' lookups (struct condition_mask): calledBy's files, args. */
-BPF_F_TABLE("hash", struct name_key, struct condition_mask, caller_names, MAX_CALLER_ENTRIES,
+/* The conditions' lookups: calledBy's files (struct caller_entry), args. */
+BPF_F_TABLE("hash", struct name_key, struct caller_entry, caller_names, MAX_CALLER_ENTRIES,
             BPF_F_NO_PREALLOC);
-BPF_F_TABLE("lpm_trie", struct path_key, struct condition_mask, caller_paths, MAX_CALLER_ENTRIES,
+BPF_F_TABLE("lpm_trie", struct path_key, struct caller_entry, caller_paths, MAX_CALLER_ENTRIES,
             BPF_F_NO_PREALLOC);
-BPF_F_TABLE("hash", struct inode_key, struct condition_mask, caller_inodes, MAX_CALLER_ENTRIES,
+BPF_F_TABLE("hash", struct inode_key, struct caller_entry, caller_inodes, MAX_CALLER_ENTRIES,
             BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct arg_key, struct condition_mask, arg_values, MAX_ARG_ENTRIES,
             BPF_F_NO_PREALLOC);
@@ -130,6 +130,7 @@ struct scratch {
     u32 key_is_file_name;  /* name.name holds the file's own name (match_file) */
     struct caller_info caller;  /* the program calling this exec (CALLER_KNOWN) */
     u64 caller_bits;       /* the set's calledBy conditions it satisfies */
+    u16 caller_id;         /* the most specific calledBy entry naming it (counters) */
     u64 args_bits;         /* the set's args conditions the arguments satisfy */
     u32 late;              /* deciding in sched_process_exec: a deny can only kill */
     struct arg_key arg;
@@ -151,7 +152,7 @@ static __always_inline void bump(void *map_value)
         __sync_fetch_and_add((u64 *)map_value, 1);
 }
 
-static __always_inline void count_hit(u64 cgroup_id, const struct hit *hit)
+static __always_inline void count_hit(u64 cgroup_id, const struct hit *hit, u16 caller_id)
 {
     struct counter_key key = {
         .cgroup_id = cgroup_id,
@@ -159,6 +160,7 @@ static __always_inline void count_hit(u64 cgroup_id, const struct hit *hit)
         .rule_id = hit->rule_id,
         .target_id = hit->target_id,
         .action = hit->action,
+        .caller_id = hit->caller ? caller_id : 0,
     };
     u64 zero = 0;
     u64 *value = counters.lookup_or_try_init(&key, &zero);
@@ -505,25 +507,35 @@ static __always_inline u64 mask_of(const struct condition_mask *found)
     return found ? found->bits : 0;
 }
 
+static __always_inline void caller_found(struct scratch *s, const struct caller_entry *found)
+{
+    if (!found)
+        return;
+    s->caller_bits |= found->bits;
+    if (!s->caller_id)
+        s->caller_id = found->caller_id;
+}
+
 /* The set's calledBy conditions that s->caller satisfies: one lookup each of
- * its basename, its inode and its path (the longest directory entry). */
+ * its inode, its path (the longest directory entry) and its basename, the
+ * most specific first, whose entry is the one counters name. */
 static __always_inline void match_caller(struct scratch *s, u32 set_id)
 {
     s->caller_bits = 0;
+    s->caller_id = 0;
     if (!(s->caller.flags & CALLER_KNOWN))
         return;
-    __builtin_memcpy(s->name.name, s->caller.name, NAME_LEN);
-    s->name.set_id = set_id;
-    u64 bits = mask_of(caller_names.lookup(&s->name));
     s->inode.set_id = set_id;
     s->inode.dev = s->caller.dev;
     s->inode.ino = s->caller.ino;
-    bits |= mask_of(caller_inodes.lookup(&s->inode));
+    caller_found(s, caller_inodes.lookup(&s->inode));
     bpf_probe_read_kernel_str(s->path.path, PATH_LEN, s->caller.path);
     s->path.prefixlen = 32 + PATH_LEN * 8;
     s->path.set_id = set_id;
-    bits |= mask_of(caller_paths.lookup(&s->path));
-    s->caller_bits = bits;
+    caller_found(s, caller_paths.lookup(&s->path));
+    __builtin_memcpy(s->name.name, s->caller.name, NAME_LEN);
+    s->name.set_id = set_id;
+    caller_found(s, caller_names.lookup(&s->name));
 }
 
 /* The caller of this exec as the pass hook or sched_prepare_exec kept it, if
@@ -830,7 +842,7 @@ static __always_inline u32 apply_hits(void *ctx, u64 cgroup_id, struct scratch *
         struct hit hit = s->acc.hits[at & (MAX_EXEC_HITS - 1)];
         if (hit.action == ACTION_ALLOW)
             continue;
-        count_hit(cgroup_id, &hit);
+        count_hit(cgroup_id, &hit, s->caller_id);
         submit(ctx, cgroup_id, EVENT_MATCH, &hit, s, invoked, after_exec);
     }
     return s->acc.verdict;

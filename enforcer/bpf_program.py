@@ -31,6 +31,7 @@ from enforcer.bpf_object import (
 )
 from enforcer.btf import VMLINUX
 from enforcer.compiler import GROUP_POLICY_ID, Hit, MapContents
+from enforcer.conditions import CallerEntry
 from enforcer.containers.namespaces import host_mount_namespace
 from enforcer.errors import BpfLoadError, MapWriteError
 from enforcer.kernel import KPROBE_PASS_FUNCTION, Backend
@@ -54,6 +55,7 @@ class CounterKey:
     rule_id: int
     target_id: int
     action: Action
+    caller_id: int = 0  # a calledBy rule's: the entry that named the caller
 
 
 @dataclass(frozen=True)
@@ -371,30 +373,32 @@ class ExecProgram:
             table[key] = _match_value(table, hits, maps, set_id)
 
     def add_caller_inodes(
-        self, inodes: Mapping[tuple[int, int, int], int], base: int | None = None
+        self, inodes: Mapping[tuple[int, int, int], CallerEntry], base: int | None = None
     ) -> None:
         """calledBy inode entries into a bank, by default the one in force."""
         base = BANK_BASES[self._bank] if base is None else base
         table = self._table("caller_inodes")
-        for (set_id, dev, ino), bits in inodes.items():
+        for (set_id, dev, ino), entry in inodes.items():
             key = table.Key()
             key.set_id, key.dev, key.ino = base + set_id, dev, ino
-            table[key] = table.Leaf(bits)
+            table[key] = table.Leaf(entry.bits, entry.caller_id)
 
     def _fill_conditions(self, base: int, maps: MapContents) -> None:
-        for map_name, field, entries in (
-            ("caller_names", "name", maps.caller_names),
-            ("arg_values", "arg", maps.arg_values),
-        ):
-            table = self._table(map_name)
-            for (set_id, text), bits in entries.items():
-                key = table.Key()
-                key.set_id = base + set_id
-                _set_bytes(key, field, text.encode())
-                table[key] = table.Leaf(bits)
+        names = self._table("caller_names")
+        for (set_id, name), entry in maps.caller_names.items():
+            key = names.Key()
+            key.set_id = base + set_id
+            _set_bytes(key, "name", name.encode())
+            names[key] = names.Leaf(entry.bits, entry.caller_id)
+        args = self._table("arg_values")
+        for (set_id, value), bits in maps.arg_values.items():
+            key = args.Key()
+            key.set_id = base + set_id
+            _set_bytes(key, "arg", value.encode())
+            args[key] = args.Leaf(bits)
         paths = self._table("caller_paths")
-        for (set_id, path), bits in maps.caller_paths.items():
-            paths[_path_key(paths, base + set_id, path)] = paths.Leaf(bits)
+        for (set_id, path), entry in maps.caller_paths.items():
+            paths[_path_key(paths, base + set_id, path)] = paths.Leaf(entry.bits, entry.caller_id)
         self.add_caller_inodes(maps.caller_inodes, base)
 
     def _fill_cut(self, base: int, maps: MapContents) -> None:
@@ -495,7 +499,9 @@ class ExecProgram:
         table = self._table("counters")
         for hit in hits:
             action = int(hit.action) | abi.COUNTED_BY_DAEMON
-            key = table.Key(cgroup_id, hit.policy_id, hit.rule_id, hit.target_id, action)
+            key = table.Key(
+                cgroup_id, hit.policy_id, hit.rule_id, hit.target_id, action, hit.caller_id
+            )
             current = table.get(key)
             try:
                 table[key] = table.Leaf(current.value + 1 if current is not None else 1)
@@ -509,7 +515,7 @@ class ExecProgram:
         counts: dict[CounterKey, int] = {}
         for k, v in self._table("counters").items():
             action = Action(k.action & ~abi.COUNTED_BY_DAEMON)
-            key = CounterKey(k.cgroup_id, k.policy_id, k.rule_id, k.target_id, action)
+            key = CounterKey(k.cgroup_id, k.policy_id, k.rule_id, k.target_id, action, k.caller_id)
             counts[key] = counts.get(key, 0) + v.value
         return counts
 

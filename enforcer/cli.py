@@ -166,7 +166,7 @@ def check(paths: tuple[Path, ...]) -> None:
 @click.option("--watch", is_flag=True, help="Refresh once a second until Ctrl-C.")
 @socket_option
 def stats(as_json: bool, watch: bool, socket_path: Path) -> None:
-    """Blocked and audited counts per policy, rule, container and program."""
+    """Blocked and audited counts per policy, rule, container, program and caller."""
     while True:
         result = _ask(socket_path, "stats")
         if as_json:
@@ -176,7 +176,7 @@ def stats(as_json: bool, watch: bool, socket_path: Path) -> None:
                 click.clear()
                 click.echo(f"{time.strftime('%H:%M:%S')}  (Ctrl-C to stop)")
             rows = list(_stat_rows(result["policies"]))
-            headers = ["POLICY", "RULE", "CONTAINER", "PROGRAM", "BLOCKED", "AUDITED"]
+            headers = ["POLICY", "RULE", "CONTAINER", "PROGRAM", "CALLER", "BLOCKED", "AUDITED"]
             click.echo(table.render(headers, rows))
         if not watch:
             return
@@ -234,13 +234,14 @@ def _print_event(denial: dict[str, Any], as_json: bool) -> None:
 def _stat_rows(policies: list[dict[str, Any]]) -> Iterator[list[object]]:
     for policy in policies:
         if not policy["rules"]:
-            yield [policy["name"], "-", "-", "-", 0, 0]
+            yield [policy["name"], "-", "-", "-", "-", 0, 0]
         for rule in policy["rules"]:
             for container in rule["containers"]:
                 where = _container_label(container["id"], container["name"])
                 for program in container["programs"]:
                     yield [policy["name"], rule["name"], where, program["program"],
-                           program["blocked"], program["audited"]]  # fmt: skip
+                           program.get("caller", "-"), program["blocked"],
+                           program["audited"]]  # fmt: skip
 
 
 def _container_label(container_id: str, name: str) -> str:

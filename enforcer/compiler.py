@@ -30,7 +30,7 @@ from typing import Generic, Protocol, TypeVar
 
 from enforcer import abi
 from enforcer.abi import Action, SetFlag
-from enforcer.conditions import Conditions
+from enforcer.conditions import CallerEntry, Conditions
 from enforcer.containers.model import Container
 from enforcer.errors import CompileError
 from enforcer.policy.images import image_matches
@@ -92,14 +92,17 @@ class Hit:
     action: Action
     caller: int = 0
     args: int = 0
+    # Counted hits only (not in the kernel's struct hit): for a calledBy rule, the target
+    # id of the calledBy entry that named the caller, as counter_key.caller_id.
+    caller_id: int = 0
 
     @property
     def conditional(self) -> bool:
         return bool(self.caller or self.args)
 
-    def unconditional(self) -> Hit:
+    def counted(self, caller_id: int) -> Hit:
         """The hit as counters and events carry it: its conditions held."""
-        return replace(self, caller=0, args=0)
+        return replace(self, caller=0, args=0, caller_id=caller_id if self.caller else 0)
 
 
 class Numbering(Generic[K]):
@@ -145,7 +148,7 @@ class Ids:
 
 
 class IdsOf(Protocol):
-    """Anything carrying the three ids of a hit: hits, counter keys, events."""
+    """Anything carrying the ids of a hit: hits, counter keys."""
 
     @property
     def policy_id(self) -> int: ...
@@ -153,6 +156,8 @@ class IdsOf(Protocol):
     def rule_id(self) -> int: ...
     @property
     def target_id(self) -> int: ...
+    @property
+    def caller_id(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,7 @@ class CounterName:
     policy: str
     rule: str
     target: Target | str
+    caller: Target | str | None = None  # a calledBy rule's: the entry that named the caller
 
 
 def describe(ids: Ids, item: IdsOf) -> CounterName:
@@ -172,6 +178,9 @@ def describe(ids: Ids, item: IdsOf) -> CounterName:
         target=DEFAULT_TARGET
         if default
         else ids.targets.key(item.target_id) or f"?{item.target_id}",
+        caller=(ids.targets.key(item.caller_id) or f"?{item.caller_id}")
+        if item.caller_id
+        else None,
     )
 
 
@@ -205,9 +214,9 @@ class MapContents:
     # in: each entry holds the bits of the set's conditions naming it (Hit.caller
     # and Hit.args are 1 + such a bit). Caller paths are keyed as `paths` are,
     # each already carrying the bits of every directory above it.
-    caller_names: Mapping[tuple[int, str], int] = field(default_factory=dict)
-    caller_paths: Mapping[tuple[int, str], int] = field(default_factory=dict)
-    caller_inodes: Mapping[tuple[int, int, int], int] = field(default_factory=dict)
+    caller_names: Mapping[tuple[int, str], CallerEntry] = field(default_factory=dict)
+    caller_paths: Mapping[tuple[int, str], CallerEntry] = field(default_factory=dict)
+    caller_inodes: Mapping[tuple[int, int, int], CallerEntry] = field(default_factory=dict)
     arg_values: Mapping[tuple[int, str], int] = field(default_factory=dict)
 
     def expand(self, hit: Hit) -> tuple[Hit, ...]:
@@ -341,7 +350,7 @@ class InodeEntries:
     """What a container joining an existing set adds: the files its policy paths resolve to."""
 
     rules: Mapping[tuple[int, int, int], tuple[Hit, ...]]
-    callers: Mapping[tuple[int, int, int], int]
+    callers: Mapping[tuple[int, int, int], CallerEntry]
 
 
 def inode_entries(
@@ -376,7 +385,9 @@ class _Tables:
         self.defaults: dict[int, tuple[Hit, ...]] = {}
         # (set, path as written) -> its hits, for the files it resolved to.
         self.by_path_target: dict[tuple[int, str], list[Hit]] = defaultdict(list)
-        self.conditions = Conditions()
+        self.conditions = Conditions(
+            lambda kind, text: ids.targets.number(Target(TargetKind(kind), text))
+        )
 
     def add(self, set_id: int, target: Target, key: str, hit: Hit) -> None:
         if target.kind is TargetKind.NAME:
@@ -694,12 +705,15 @@ def _inherit_dir_hits(paths: dict[tuple[int, str], list[Hit]]) -> dict[tuple[int
     return result
 
 
-def _inherit_dir_bits(paths: Mapping[tuple[int, str], int]) -> dict[tuple[int, str], int]:
+def _inherit_dir_bits(
+    paths: Mapping[tuple[int, str], CallerEntry],
+) -> dict[tuple[int, str], CallerEntry]:
     """Adds to each caller path entry the bits of every directory entry above it."""
-    result: dict[tuple[int, str], int] = {}
+    result: dict[tuple[int, str], CallerEntry] = {}
     for (set_id, key), own in paths.items():
-        above = (paths.get((set_id, key[: cut + 1]), 0) for cut in range(len(key) - 1))
-        result[(set_id, key)] = own | functools.reduce(operator.or_, above, 0)
+        above = (paths.get((set_id, key[: cut + 1])) for cut in range(len(key) - 1))
+        bits = (entry.bits for entry in above if entry is not None)
+        result[(set_id, key)] = own.adding(functools.reduce(operator.or_, bits, 0))
     return result
 
 

@@ -12,6 +12,8 @@ unknown, hits that act count and allow hits do not (fail closed).
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -19,6 +21,7 @@ from typing import TypeVar
 from enforcer import abi
 from enforcer.abi import Action
 from enforcer.compiler import Hit, MapContents, path_targets
+from enforcer.conditions import CallerEntry
 from enforcer.policy.model import DefaultAction, ExecPolicy, RuleAction
 from enforcer.resolve import RootView
 
@@ -67,7 +70,7 @@ def decide(
         for found in _file_hits(maps, set_id, file):
             for hit in maps.expand(found):
                 if holds(hit):
-                    hits.setdefault((hit.policy_id, hit.rule_id), hit.unconditional())
+                    hits.setdefault((hit.policy_id, hit.rule_id), hit.counted(holds.caller_id))
     named = {policy_id for policy_id, _ in hits}
     for default in () if runtime_exec else maps.defaults.get(set_id, ()):
         if default.policy_id not in named:  # no rule of its policy names the exec
@@ -121,7 +124,9 @@ class _Conditions:
     """Whether a hit's conditions hold for one exec, as bpf/exec_enforcer.c tests them."""
 
     def __init__(self, maps: MapContents, set_id: int, context: ExecContext) -> None:
-        self._caller = _caller_bits(maps, set_id, context.caller)
+        caller = _caller_entry(maps, set_id, context.caller)
+        self._caller = caller.bits if caller is not None else None
+        self.caller_id = caller.caller_id if caller is not None else 0
         self._args = _arg_bits(maps, set_id, context.argv)
 
     def __call__(self, hit: Hit) -> bool:
@@ -136,15 +141,21 @@ def _bit_holds(hit: Hit, condition: int, bits: int | None) -> bool:
     return bool(bits >> (condition - 1) & 1)
 
 
-def _caller_bits(maps: MapContents, set_id: int, caller: FileIdentity | None) -> int | None:
+def _caller_entry(
+    maps: MapContents, set_id: int, caller: FileIdentity | None
+) -> CallerEntry | None:
+    """The bits of the conditions the caller satisfies, and the id of the most specific
+    entry naming it (inode, path, name: match_caller's order)."""
     if caller is None or caller.path_cut:
         return None
-    bits = 0
-    for name in caller.names:
-        bits |= maps.caller_names.get((set_id, name), 0)
-    if caller.inode is not None:
-        bits |= maps.caller_inodes.get((set_id, *caller.inode), 0)
-    return bits | longest_entry(maps.caller_paths, set_id, caller.path, 0)
+    found = [
+        maps.caller_inodes.get((set_id, *caller.inode)) if caller.inode is not None else None,
+        longest_entry(maps.caller_paths, set_id, caller.path, None),
+        *(maps.caller_names.get((set_id, name)) for name in caller.names),
+    ]
+    entries = [entry for entry in found if entry is not None]
+    bits = functools.reduce(operator.or_, (entry.bits for entry in entries), 0)
+    return CallerEntry(bits, entries[0].caller_id if entries else 0)
 
 
 def _arg_bits(maps: MapContents, set_id: int, argv: Sequence[bytes] | None) -> int | None:

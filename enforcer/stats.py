@@ -20,7 +20,7 @@ def nest_counts(
     Each level carries `blocked` and `audited` totals; policies with no counts
     yet are listed too, in `policy_order`.
     """
-    tree: dict[str, dict[str, dict[tuple[str, str, int], dict[str, list[int]]]]] = {
+    tree: dict[str, dict[str, dict[tuple[str, str, int], dict[tuple[str, str], list[int]]]]] = {
         name: {} for name in policy_order
     }
     for key, count in counters.items():
@@ -29,7 +29,8 @@ def nest_counts(
         programs = (
             tree.setdefault(name.policy, {}).setdefault(name.rule, {}).setdefault(container, {})
         )
-        slot = programs.setdefault(str(name.target), [0, 0])
+        caller = str(name.caller) if name.caller is not None else ""
+        slot = programs.setdefault((str(name.target), caller), [0, 0])
         slot[1 if key.action is Action.AUDIT else 0] += count  # kill and deny block
     return [
         _with_totals(
@@ -44,8 +45,10 @@ def nest_counts(
                             {"id": cid, "name": cname, "cgroup_id": cgroup_id},
                             "programs",
                             [
-                                {"program": program, "blocked": blocked, "audited": audited}
-                                for program, (blocked, audited) in sorted(programs.items())
+                                _program_row(program, caller, blocked, audited)
+                                for (program, caller), (blocked, audited) in sorted(
+                                    programs.items()
+                                )
                             ],
                         )
                         for (cid, cname, cgroup_id), programs in sorted(containers.items())
@@ -56,6 +59,14 @@ def nest_counts(
         )
         for policy, rules in tree.items()
     ]
+
+
+def _program_row(program: str, caller: str, blocked: int, audited: int) -> dict[str, object]:
+    """One program's counts; a calledBy rule's rows say which of its entries named the caller."""
+    row: dict[str, object] = {"program": program, "blocked": blocked, "audited": audited}
+    if caller:
+        row["caller"] = caller
+    return row
 
 
 def _with_totals(

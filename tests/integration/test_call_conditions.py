@@ -83,6 +83,17 @@ def blocked(daemon: RunningDaemon, rule: str) -> int:
     return int(rules[rule]["blocked"]) if rule in rules else 0
 
 
+def by_caller(daemon: RunningDaemon, rule: str) -> dict[tuple[str, str], int]:
+    """(program, caller) -> blocked, from `stats`: who called what the rule blocked."""
+    found = next(p for p in daemon.ask("stats")["policies"] if p["name"] == "web")
+    return {
+        (row["program"], row.get("caller", "")): int(row["blocked"])
+        for r in found["rules"] if r["name"] == rule
+        for container in r["containers"]
+        for row in container["programs"]
+    }  # fmt: skip
+
+
 def run(container: PodmanContainer, script: str) -> subprocess.CompletedProcess[str]:
     return container.exec(["sh", "-c", script])
 
@@ -99,6 +110,21 @@ def test_a_shell_the_web_server_starts_is_killed(
     )
     assert event["caller"] == "/usr/sbin/nginx"
     assert event["filename"] == "/usr/bin/dash"
+    # /bin/sh is dash: the rule's `dash` names the file that runs.
+    assert by_caller(daemon, "no-shell-from-web")[("dash", "/usr/sbin/nginx")] >= 1
+    table = daemon.cli("stats").stdout
+    assert "CALLER" in table.splitlines()[0]
+    assert any("no-shell-from-web" in line and "/usr/sbin/nginx" in line
+               for line in table.splitlines()), table  # fmt: skip
+
+
+def test_a_caller_named_by_its_name_is_counted_under_that_name(
+    daemon: RunningDaemon, web: PodmanContainer
+) -> None:
+    before = by_caller(daemon, "no-shell-from-web").get(("dash", "php-fpm"), 0)
+    result = run(web, "cp /usr/sbin/nginx /usr/local/sbin/php-fpm && php-fpm /bin/sh -c :")
+    assert (result.returncode, result.stdout) == (KILLED, "signal 9\n"), result
+    assert by_caller(daemon, "no-shell-from-web")[("dash", "php-fpm")] == before + 1
 
 
 def test_the_same_shell_from_the_entrypoint_script_runs(

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31.0"
 READY_TIMEOUT_S = 180.0
+PLAY_TIMEOUT_S = 120
 KILLED = 137
 
 
@@ -90,9 +91,19 @@ class Agent:
     def play(self) -> float:
         """Plays the pod; returns the seconds until its readiness command passed."""
         started = time.monotonic()
-        subprocess.run([PODMAN, "kube", "play", "--configmap", str(self.configmap), str(self.pod)],
-                       capture_output=True, text=True, check=True, timeout=120,
-                       env=self.env)  # fmt: skip
+        try:
+            subprocess.run([PODMAN, "kube", "play", "--configmap", str(self.configmap),
+                            str(self.pod)], capture_output=True, text=True, check=True,
+                           timeout=PLAY_TIMEOUT_S, env=self.env)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            # Seen twice in CI: a podman killed while it held one of libpod's
+            # shared-memory locks leaves it held, and every later podman that
+            # needs it waits forever (a goroutine dump shows LockSemaphore).
+            raise AssertionError(
+                f"podman kube play hung for {PLAY_TIMEOUT_S} s. If no other podman is running, "
+                "a killed podman may have left a libpod lock held: run `podman system renumber` "
+                "(with no podman running) and run the test again"
+            ) from None
         while time.monotonic() - started < READY_TIMEOUT_S:
             if self.enforcer("status").returncode == 0:
                 return time.monotonic() - started

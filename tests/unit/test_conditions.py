@@ -68,9 +68,28 @@ def test_calledby_and_args_compile_to_one_bit_each_and_caller_dirs_cover_below()
     (shell_hit,) = maps.names[(set_id, "sh")]
     (curl_hit,) = maps.names[(set_id, "curl")]
     assert (shell_hit.caller, shell_hit.args, curl_hit.caller, curl_hit.args) == (1, 0, 0, 1)
-    assert maps.caller_paths == {(set_id, "/usr/sbin/nginx\0"): 1, (set_id, "/opt/web/"): 1}
+    assert {key: entry.bits for key, entry in maps.caller_paths.items()} == {
+        (set_id, "/usr/sbin/nginx\0"): 1,
+        (set_id, "/opt/web/"): 1,
+    }
     assert maps.arg_values == {(set_id, "-o"): 1, (set_id, "--output"): 1}
     assert maps.flags_of(set_id) & SetFlag.CALLERS
+
+
+def test_a_counted_hit_names_the_calledby_entry_that_named_its_caller() -> None:
+    result = compiled(policy(NO_SHELL, {"name": "no-curl", "match": {"names": ["curl"]}}))
+    set_id = result.maps.cgroup_sets[101]
+    below = FileIdentity(path="/opt/web/bin/php", names=("php",))
+
+    def callers_named(file: FileIdentity, caller: FileIdentity) -> list[str | None]:
+        hits = decide(result.maps, set_id, [file], context=ExecContext(caller=caller))
+        return [str(name.caller) if (name := describe(result.ids, h)).caller else None
+                for h in hits]  # fmt: skip
+
+    assert callers_named(SHELL, NGINX) == ["/usr/sbin/nginx"]
+    assert callers_named(SHELL, below) == ["/opt/web/*"]
+    # A rule without calledBy is counted without a caller, whoever called.
+    assert callers_named(CURL, NGINX) == [None]
 
 
 def test_a_shell_is_a_hit_only_when_nginx_or_a_program_below_the_dir_calls_it() -> None:

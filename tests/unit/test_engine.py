@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from enforcer.compiler import Hit, MapContents
+from enforcer.conditions import CallerEntry
 from enforcer.containers.model import Container
 from enforcer.engine import Engine
 from enforcer.policy.loader import LoadedPolicy, LoadResult
@@ -28,7 +29,7 @@ class FakeProgram:
     def add_inodes(self, inodes: Mapping[tuple[int, int, int], tuple[Hit, ...]]) -> None:
         return None
 
-    def add_caller_inodes(self, inodes: Mapping[tuple[int, int, int], int]) -> None:
+    def add_caller_inodes(self, inodes: Mapping[tuple[int, int, int], CallerEntry]) -> None:
         return None
 
     def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None:
