@@ -158,6 +158,24 @@ def test_the_caller_named_through_a_symlink_or_a_relative_path(
     assert copied.returncode == 0, copied
 
 
+def test_a_child_sharing_the_callers_memory_is_still_the_caller(
+    daemon: RunningDaemon, web: PodmanContainer
+) -> None:
+    before = blocked(daemon, "no-shell-from-web")
+    for way in ("vfork", "posix_spawn"):
+        result = run(web, f"SPAWN_WITH={way} /usr/sbin/nginx /bin/sh -c :")
+        assert (result.returncode, result.stdout) == (KILLED, "signal 9\n"), f"{way}: {result}"
+    assert blocked(daemon, "no-shell-from-web") == before + 2
+
+
+def test_only_the_direct_caller_counts(daemon: RunningDaemon, web: PodmanContainer) -> None:
+    # nginx starts another program, which starts the shell: that program is the caller.
+    relay = "/usr/local/bin/relay"
+    script = f"cp /usr/sbin/nginx {relay} && /usr/sbin/nginx {relay} /bin/sh -c :"
+    result = run(web, script)
+    assert result.returncode == 0, result
+
+
 def test_curl_writing_a_file_is_killed_and_curl_version_runs(
     daemon: RunningDaemon, web: PodmanContainer
 ) -> None:
