@@ -4,8 +4,10 @@ With `kernel.bpf_stats_enabled=1` the kernel sums, for each program, how often
 it ran and how long it took; bpftool reads both. The programs a process has
 attached, and where, come from `bpftool perf show`: the file descriptors it
 holds of perf events (tracepoints, kprobes) and of raw tracepoint links (the
-enforcer's sched_process_exec). A link kept only by a pin in bpffs, with no
-process holding it, is not listed.
+enforcer's sched_process_exec, and on the tracepoint backend its
+sched_prepare_exec, which reads the caller for calledBy rules: both count as
+exec hooks). A link kept only by a pin in bpffs, with no process holding it,
+is not listed.
 """
 
 from __future__ import annotations
@@ -104,15 +106,20 @@ def totals(prog_ids: Iterable[int]) -> dict[int, RunTotals]:
     }
 
 
-def ns_per_exec(before: Mapping[int, RunTotals], after: Mapping[int, RunTotals]) -> float | None:
-    """BPF time one exec costs: each program's time per run, summed over the programs that ran.
-
-    A tool may run more than one program per exec (execsnoop: on entry and on
-    return); each runs once per exec, so the per-run averages add up.
-    """
-    per_program = [
-        (after[p].run_time_ns - before[p].run_time_ns) / (after[p].run_cnt - before[p].run_cnt)
+def ns_per_run(before: Mapping[int, RunTotals], after: Mapping[int, RunTotals]) -> dict[int, float]:
+    """Each program's time per run between two readings: {program id: ns}, for those that ran."""
+    return {
+        p: (after[p].run_time_ns - before[p].run_time_ns) / (after[p].run_cnt - before[p].run_cnt)
         for p in after
         if p in before and after[p].run_cnt > before[p].run_cnt
-    ]
-    return sum(per_program) if per_program else None
+    }
+
+
+def ns_per_exec(per_run: Mapping[int, float]) -> float | None:
+    """BPF time one exec costs: the programs' times per run (ns_per_run), summed.
+
+    A tool may run more than one program per exec (execsnoop: on entry and on
+    return; the enforcer: sched_prepare_exec and sched_process_exec); each runs
+    once per exec, so the per-run averages add up.
+    """
+    return sum(per_run.values()) if per_run else None

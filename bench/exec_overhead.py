@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench import bpfstats, bpftrace_oneliner, execsnoop, floor, helper
 from bench.binaries import Binaries
@@ -43,6 +44,9 @@ from enforcer import kernel
 from enforcer.compiler import compile_policies
 from enforcer.containers.model import Container
 from enforcer.policy.model import ExecPolicy
+
+if TYPE_CHECKING:
+    from enforcer.bpf_program import ExecProgram
 
 SELECTED = "selected cgroup"
 UNSELECTED = "unselected cgroup"
@@ -90,7 +94,7 @@ class ExecOverhead:
 
 
 @dataclass
-class _Samples:
+class Samples:
     """Per round: the loop with the tool attached, its baseline, the BPF ns per exec."""
 
     attached: list[LoopResult] = field(default_factory=list)
@@ -98,14 +102,19 @@ class _Samples:
     bpf_ns: list[float] = field(default_factory=list)
 
 
-class _Runner:
-    """Runs loops of the trivial program and keeps an eye on foreign exec hooks."""
+class Runner:
+    """Runs loops of the trivial program and keeps an eye on foreign exec hooks.
+
+    Each exec of the trivial program gets `args` after its argv[0] (it ignores them).
+    """
 
     def __init__(
-        self, binaries: Binaries, settings: Settings, cgroup: Path, neighbours: Neighbours
-    ) -> None:
+        self, binaries: Binaries, settings: Settings, cgroup: Path, neighbours: Neighbours,
+        *, args: Sequence[str] = (),
+    ) -> None:  # fmt: skip
         self.binaries = binaries
         self.execs = settings.execs
+        self.args = tuple(args)
         self.cgroup = cgroup
         self.neighbours = neighbours
         self.cpu = max(os.sched_getaffinity(0))
@@ -116,7 +125,7 @@ class _Runner:
         self.neighbours.settle(self.own_pids)
         result = run_loop(
             self.binaries.spawn_loop, self.binaries.trivial, self.execs, cgroup=cgroup,
-            cpu=self.cpu,
+            cpu=self.cpu, args=self.args,
         )  # fmt: skip
         if result.exited != result.execs:
             raise MeasurementError(
@@ -137,15 +146,16 @@ class _Runner:
 
     def paired_round(
         self, attach: Attach, wheres: Sequence[Path | None], round_index: int
-    ) -> list[tuple[LoopResult, LoopResult, float | None]]:
-        """(attached loop, baseline loop, BPF ns per exec) per place the loop runs from."""
+    ) -> list[tuple[LoopResult, LoopResult, dict[int, float]]]:
+        """(attached loop, baseline loop, BPF ns per run of each program that ran) per place
+        the loop runs from."""
         before = self.baseline() if round_index % 2 == 0 else None
         measured = []
         with attach() as prog_ids:
             for where in wheres:
                 start = bpfstats.totals(prog_ids)
                 result = self.loop(where)
-                measured.append((result, bpfstats.ns_per_exec(start, bpfstats.totals(prog_ids))))
+                measured.append((result, bpfstats.ns_per_run(start, bpfstats.totals(prog_ids))))
         baseline = before if before is not None else self.baseline()
         return [(result, baseline, ns) for result, ns in measured]
 
@@ -158,14 +168,14 @@ def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecO
     failure = execsnoop.real_tool_failure()
     tracer_argv = execsnoop.command(use_real_tool=failure is None)
     with bpfstats.stats_enabled(), bench_cgroup() as (cgroup, cgroup_id):
-        runner = _Runner(binaries, settings, cgroup, neighbours)
-        load = _Load(choice.backend, facts.ring_buffer, cgroup_id)
+        runner = Runner(binaries, settings, cgroup, neighbours)
+        load = Load(choice.backend, facts.ring_buffer, cgroup_id)
         label = "execsnoop" if failure is None else "execsnoop (tracepoint stand-in)"
         (snoop,) = _measure(
             runner, settings, label, lambda: _execsnoop_attached(tracer_argv, runner.own_pids),
             [cgroup],
         )  # fmt: skip
-        rows = [_finish(snoop, label, "execsnoop", None, None, exec_from=SELECTED)]
+        rows = [finish(snoop, label, "execsnoop", None, None, exec_from=SELECTED)]
         rows.append(_floor_row(runner, settings, cgroup_id))
         rows.append(_bpftrace_row(runner, settings, cgroup_id))
         for rules, containers in settings.configs:
@@ -174,8 +184,8 @@ def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecO
                 _enforcer_rows(runner, settings, load, rules, containers, unselected=largest)
             )
         rows.append(_allowlist_row(runner, settings, load))
-        no_bpf = _Samples(attached=runner.baselines, baseline=runner.baselines)
-        rows.insert(0, _finish(no_bpf, "no BPF", "none", None, None, exec_from=SELECTED))
+        no_bpf = Samples(attached=runner.baselines, baseline=runner.baselines)
+        rows.insert(0, finish(no_bpf, "no BPF", "none", None, None, exec_from=SELECTED))
     return ExecOverhead(
         rows=rows,
         execs_per_loop=settings.execs,
@@ -192,26 +202,26 @@ def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecO
     )
 
 
-def _floor_row(runner: _Runner, settings: Settings, cgroup_id: int) -> ExecRow:
+def _floor_row(runner: Runner, settings: Settings, cgroup_id: int) -> ExecRow:
     """The floor, killing a name the loop never runs, in the loop's cgroup."""
     target = runner.binaries.copy_of_trivial(f"enforcer-bench-{secrets.token_hex(4)}-floor")
     tool = _Tool(runner, floor.command(cgroup_id, target.name), helper.ATTACHED, target)
     (sample,) = _measure(runner, settings, floor.LABEL, tool.attached, [runner.cgroup])
-    return tool.finish(_finish(sample, floor.LABEL, "floor", None, None, exec_from=SELECTED))
+    return tool.finish(finish(sample, floor.LABEL, "floor", None, None, exec_from=SELECTED))
 
 
-def _bpftrace_row(runner: _Runner, settings: Settings, cgroup_id: int) -> ExecRow:
+def _bpftrace_row(runner: Runner, settings: Settings, cgroup_id: int) -> ExecRow:
     """The bpftrace one-liner, killing a name the loop never runs, in the loop's cgroup."""
     target = runner.binaries.copy_of_trivial(f"enfb-{secrets.token_hex(4)}")
     argv = bpftrace_oneliner.command(cgroup_id, target.name)
     tool = _Tool(runner, argv, bpftrace_oneliner.READY, target)
     (sample,) = _measure(runner, settings, bpftrace_oneliner.LABEL, tool.attached, [runner.cgroup])
     return tool.finish(
-        _finish(sample, bpftrace_oneliner.LABEL, "bpftrace", None, None, exec_from=SELECTED)
+        finish(sample, bpftrace_oneliner.LABEL, "bpftrace", None, None, exec_from=SELECTED)
     )
 
 
-def _allowlist_row(runner: _Runner, settings: Settings, load: _Load) -> ExecRow:
+def _allowlist_row(runner: Runner, settings: Settings, load: Load) -> ExecRow:
     """An allowlist of ALLOWLIST_ENTRIES paths (default kill) naming the loop's programs."""
     label = f"enforcer allowlist of {ALLOWLIST_ENTRIES} paths, the program allowed"
     allowed = [str(runner.binaries.trivial), str(runner.binaries.spawn_loop)]
@@ -220,11 +230,11 @@ def _allowlist_row(runner: _Runner, settings: Settings, load: _Load) -> ExecRow:
         return _enforcer_attached(load, *allowlist(ALLOWLIST_ENTRIES, allowed, load.cgroup_id))
 
     (sample,) = _measure(runner, settings, label, attach, [runner.cgroup])
-    return _finish(sample, label, "enforcer", ALLOWLIST_ENTRIES, 1, exec_from=SELECTED)
+    return finish(sample, label, "enforcer", ALLOWLIST_ENTRIES, 1, exec_from=SELECTED)
 
 
 def _enforcer_rows(
-    runner: _Runner, settings: Settings, load: _Load, rules: int, containers: int,
+    runner: Runner, settings: Settings, load: Load, rules: int, containers: int,
     *, unselected: bool,
 ) -> list[ExecRow]:  # fmt: skip
     """The loop from the selected cgroup; at the largest scale also from an unselected one."""
@@ -235,7 +245,7 @@ def _enforcer_rows(
         lambda: _enforcer_attached(load, *synthetic(rules, containers, load.cgroup_id)), wheres,
     )  # fmt: skip
     return [
-        _finish(
+        finish(
             sample,
             label,
             "enforcer",
@@ -248,23 +258,23 @@ def _enforcer_rows(
 
 
 def _measure(
-    runner: _Runner, settings: Settings, label: str, attach: Attach,
+    runner: Runner, settings: Settings, label: str, attach: Attach,
     wheres: Sequence[Path | None],
-) -> list[_Samples]:  # fmt: skip
-    samples = [_Samples() for _ in wheres]
+) -> list[Samples]:  # fmt: skip
+    samples = [Samples() for _ in wheres]
     for round_index in range(settings.rounds):
         say(f"  {label}: round {round_index + 1} of {settings.rounds}")
         measured = runner.paired_round(attach, wheres, round_index)
-        for sample, (attached, baseline, bpf_ns) in zip(samples, measured, strict=True):
+        for sample, (attached, baseline, per_run) in zip(samples, measured, strict=True):
             sample.attached.append(attached)
             sample.baseline.append(baseline)
-            if bpf_ns is not None:
+            if (bpf_ns := bpfstats.ns_per_exec(per_run)) is not None:
                 sample.bpf_ns.append(bpf_ns)
     return samples
 
 
-def _finish(
-    sample: _Samples, label: str, tool: str, rules: int | None, containers: int | None,
+def finish(
+    sample: Samples, label: str, tool: str, rules: int | None, containers: int | None,
     *, exec_from: str,
 ) -> ExecRow:  # fmt: skip
     pairs = list(zip(sample.attached, sample.baseline, strict=True))
@@ -300,7 +310,7 @@ def _execsnoop_attached(argv: list[str], own_pids: set[int]) -> Iterator[list[in
 class _Tool:
     """A tool in a process of its own, started afresh per round, timed and weighed."""
 
-    def __init__(self, runner: _Runner, argv: list[str], ready_mark: str, target: Path) -> None:
+    def __init__(self, runner: Runner, argv: list[str], ready_mark: str, target: Path) -> None:
         self._runner = runner
         self._argv = argv
         self._ready_mark = ready_mark
@@ -341,7 +351,7 @@ class _Tool:
 
 
 @dataclass(frozen=True)
-class _Load:
+class Load:
     """How the daemon would load its program here, and the real cgroup of container 0."""
 
     backend: kernel.Backend
@@ -350,16 +360,26 @@ class _Load:
 
 
 @contextmanager
-def _enforcer_attached(
-    load: _Load, policies: list[ExecPolicy], fleet: list[Container]
-) -> Iterator[list[int]]:
-    """The enforcer's program, loaded in this process, its maps filled with these policies."""
+def enforcer_program(
+    load: Load, policies: list[ExecPolicy], fleet: list[Container]
+) -> Iterator[tuple[ExecProgram, list[bpfstats.Hook]]]:
+    """The enforcer's program, loaded in this process, its maps filled with these policies;
+    and its hooks on exec (sched_process_exec, and sched_prepare_exec where attached)."""
     from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
 
     program = ExecProgram(load.backend, ring_buffer=load.ring_buffer)
     try:
         program.apply(compile_policies(policies, fleet).maps)
         ours = set(program.info.program_ids)
-        yield [h.prog_id for h in bpfstats.exec_hooks_of(os.getpid()) if h.prog_id in ours]
+        yield program, [h for h in bpfstats.exec_hooks_of(os.getpid()) if h.prog_id in ours]
     finally:
         program.close()
+
+
+@contextmanager
+def _enforcer_attached(
+    load: Load, policies: list[ExecPolicy], fleet: list[Container]
+) -> Iterator[list[int]]:
+    """The ids of the exec programs of enforcer_program."""
+    with enforcer_program(load, policies, fleet) as (_, hooks):
+        yield [h.prog_id for h in hooks]

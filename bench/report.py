@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import bpftrace_oneliner, floor
+from bench.condition_cost import MET_ARG, PREPARE_EXEC, ConditionCost
 from bench.exec_overhead import SELECTED, ExecOverhead
 from bench.machine import Machine
 from bench.neighbours import Quietness
@@ -15,6 +16,7 @@ from bench.results import Results
 from bench.start_reload import StartReload
 from bench.storm import Storm
 from bench.summary import Summary
+from bench.synthetic import ARG_VALUES, CALLER_NAMES, CALLER_PATHS
 from bench.syscall_cost import SyscallCost
 from enforcer import table
 
@@ -35,6 +37,8 @@ def tables(results: Results) -> list[Table]:
     made = [_machine(results.machine, results.quietness)]
     if results.exec_overhead:
         made.append(_exec_overhead(results.exec_overhead))
+    if results.condition_cost:
+        made.append(_condition_cost(results.condition_cost))
     if results.syscall_cost:
         made.append(_syscall_cost(results.syscall_cost))
     if results.start_reload:
@@ -169,6 +173,53 @@ def _exec_overhead(e: ExecOverhead) -> Table:
         "BPF SHARE",
     ]  # fmt: skip
     return Table("Exec overhead and per-exec BPF cost", headers, rows, notes)
+
+
+def _condition_cost(c: ConditionCost) -> Table:
+    rows = [[c.no_bpf.label, f"{c.no_bpf.us_per_exec.median:.1f}", "-", "-", "-", "-", "-"]]
+    for r in c.rows:
+        prepare = r.bpf_ns_by_hook.get(PREPARE_EXEC)
+        rows.append([
+            r.loop.label,
+            f"{r.loop.us_per_exec.median:.1f}",
+            _ratio(r.loop.ratio),
+            _ratio(r.loop.cpu_ratio),
+            _ns(r.loop.bpf_ns_per_exec),
+            _ns(prepare),
+            _ratio(r.bpf_ratio) if r.bpf_ratio else "-",
+        ])  # fmt: skip
+    checks = "; ".join(
+        f"{m.condition}: {m.counted} of {m.execs} execs counted"
+        + ("" if m.passed else " (NOT all)")
+        for m in c.met_checks
+    )
+    notes = [
+        f"Median of {c.rounds} rounds; each round runs every configuration: {c.execs_per_loop} "
+        "fork+exec+wait of the static do-nothing program (the exec overhead loop, in a cgroup "
+        f"of its own, pinned to CPU {c.cpu}), its argv `trivial {' '.join(c.loop_args)}`, with "
+        "the enforcer loaded, and as many with no BPF right before or after. WALL and CPU "
+        "RATIO: attached / no BPF in the same round, median (quartiles).",
+        "BPF ns/exec: run_time_ns / run_cnt (kernel.bpf_stats_enabled=1) summed over the "
+        f"enforcer's exec programs; PREPARE_EXEC ns: the part of it {PREPARE_EXEC} took (it "
+        "reads the caller for calledBy rules; '-' where not attached). BPF RATIO: BPF "
+        "ns/exec / the plain rules' alone (the first row of the same count) in the same "
+        "round, median (quartiles).",
+        f"One policy selects the loop's cgroup: the plain kill rules, and {c.conditional_rules} "
+        f"kill rules each with its own calledBy ({CALLER_PATHS} paths, {CALLER_NAMES} names) "
+        f"or args (anyOf, {ARG_VALUES} values). "
+        "Every rule's name has the length of the program's (the kernel skips the basename "
+        "lookup where no name of that length is in the set), and none is it; 'one names the "
+        "program': the first conditional rule names it instead, action audit, so its "
+        "condition is evaluated for every exec, and fails. No exec was counted or killed. "
+        f"Backend: {c.enforcer_backend}.",
+        "Checked first, with a rule whose condition the loop meets (the caller's path; the "
+        f"argument {MET_ARG}), action audit: {checks}.",
+    ]
+    headers = [
+        "CONFIGURATION", "WALL us", "WALL RATIO", "CPU RATIO", "BPF ns/exec",
+        "PREPARE_EXEC ns", "BPF RATIO",
+    ]  # fmt: skip
+    return Table("Rule conditions (calledBy, args): per-exec BPF cost", headers, rows, notes)
 
 
 def _standing(results: Results, execs: ExecOverhead, calls: SyscallCost) -> Table:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.condition_cost import ConditionCost
 from bench.exec_overhead import ExecOverhead
 from bench.machine import Machine
 from bench.neighbours import Quietness
@@ -23,6 +24,7 @@ class Results:
     machine: Machine
     settings: Settings
     exec_overhead: ExecOverhead | None = None
+    condition_cost: ConditionCost | None = None
     syscall_cost: SyscallCost | None = None
     start_reload: StartReload | None = None
     storm: Storm | None = None
@@ -43,6 +45,8 @@ class Results:
                     f"storm: the daemon counted {self.storm.counted} of "
                     f"{self.storm.attempts} attempts"
                 )
+        if self.condition_cost is not None:
+            failed += self.condition_cost.failed_checks()
         if self.race is not None and (self.race.escapes or self.race.other):
             failed.append(
                 f"race: {self.race.escapes} entrypoints escaped, {self.race.other} other outcomes"

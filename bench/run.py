@@ -1,8 +1,8 @@
 """Runs the benchmark suite, prints a table, writes results.json, results.png and the README.
 
 Run as root from the repository root:
-    python -m bench            the full suite (make bench), about 15 minutes
-    python -m bench --quick    fewer rounds and containers, about 5 minutes
+    python -m bench            the full suite (make bench), about 20 minutes
+    python -m bench --quick    fewer rounds and containers, about 6 minutes
     python -m bench --smoke    tiny counts: checks that every benchmark starts
 """
 
@@ -16,7 +16,17 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from bench import exec_overhead, machine, plot, race, report, start_reload, storm, syscall_cost
+from bench import (
+    condition_cost,
+    exec_overhead,
+    machine,
+    plot,
+    race,
+    report,
+    start_reload,
+    storm,
+    syscall_cost,
+)
 from bench.binaries import Binaries, build
 from bench.errors import BenchError
 from bench.neighbours import Neighbours
@@ -27,7 +37,7 @@ from enforcer import kernel
 from enforcer.errors import EnforcerError
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECTIONS = ("exec", "syscall", "start-reload", "storm", "race")
+SECTIONS = ("exec", "conditions", "syscall", "start-reload", "storm", "race")
 
 
 def main() -> None:
@@ -112,6 +122,8 @@ def _measure(
     match name:
         case "exec":
             results.exec_overhead = exec_overhead.run(binaries, settings, neighbours)
+        case "conditions":
+            results.condition_cost = condition_cost.run(binaries, settings, neighbours)
         case "syscall":
             results.syscall_cost = syscall_cost.run(binaries, settings, workdir, neighbours)
         case "start-reload":

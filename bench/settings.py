@@ -35,6 +35,8 @@ class Settings:
     # New-container race: one-shot containers, and detached ones timed until listed.
     race_containers: int
     race_appearances: int
+    # Rule conditions: the plain rules of each configuration (exec loops as above).
+    condition_rules: tuple[int, ...]
 
 
 ALL_CONFIGS = tuple((r, c) for r in RULE_COUNTS for c in CONTAINER_COUNTS)
@@ -43,16 +45,16 @@ SETTINGS = {
     Mode.FULL: Settings(
         mode=Mode.FULL, rounds=9, execs=1000, configs=ALL_CONFIGS, syscall_rounds=9,
         syscall_calls=5_000_000, starts=7, reloads=10, storm_attempts=20_000, storm_loops=2,
-        race_containers=200, race_appearances=20,
+        race_containers=200, race_appearances=20, condition_rules=(1, 100),
     ),
     Mode.QUICK: Settings(
         mode=Mode.QUICK, rounds=3, execs=500, configs=ALL_CONFIGS, syscall_rounds=5,
         syscall_calls=2_000_000, starts=3, reloads=4, storm_attempts=20_000, storm_loops=2,
-        race_containers=20, race_appearances=5,
+        race_containers=20, race_appearances=5, condition_rules=(1, 100),
     ),
     Mode.SMOKE: Settings(
         mode=Mode.SMOKE, rounds=1, execs=20, configs=((1, 1), (10_000, 1_000)),
         syscall_rounds=1, syscall_calls=100_000, starts=1, reloads=2, storm_attempts=200,
-        storm_loops=2, race_containers=1, race_appearances=1,
+        storm_loops=2, race_containers=1, race_appearances=1, condition_rules=(1,),
     ),
 }  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +38,18 @@ class LoopResult:
 
 def start_loop(
     spawn_loop: Path, program: Path, execs: int, *, cgroup: Path | None = None,
-    cpu: int | None = None,
+    cpu: int | None = None, args: Sequence[str] = (),
 ) -> subprocess.Popen[str]:  # fmt: skip
-    """Starts the loop; it joins `cgroup` and pins itself to `cpu` before its first exec."""
+    """Starts the loop; it joins `cgroup` and pins itself to `cpu` before its first exec.
+
+    Each exec of `program` gets `args` after its argv[0].
+    """
     options = [
         *(["-g", str(cgroup)] if cgroup else []),
         *(["-c", str(cpu)] if cpu is not None else []),
     ]
     return subprocess.Popen(
-        [str(spawn_loop), *options, str(execs), str(program)],
+        [str(spawn_loop), *options, str(execs), str(program), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -72,6 +76,6 @@ def finish_loop(process: subprocess.Popen[str]) -> LoopResult:
 
 def run_loop(
     spawn_loop: Path, program: Path, execs: int, *, cgroup: Path | None = None,
-    cpu: int | None = None,
+    cpu: int | None = None, args: Sequence[str] = (),
 ) -> LoopResult:  # fmt: skip
-    return finish_loop(start_loop(spawn_loop, program, execs, cgroup=cgroup, cpu=cpu))
+    return finish_loop(start_loop(spawn_loop, program, execs, cgroup=cgroup, cpu=cpu, args=args))

@@ -5,9 +5,10 @@
  * tell runs from kills. CPU time, unlike wall time, leaves out the time other
  * work on the machine kept the loop waiting for a CPU.
  *
- * usage: spawn_loop [-g CGROUP_DIR] [-c CPU] N PATH
+ * usage: spawn_loop [-g CGROUP_DIR] [-c CPU] N PATH [ARG...]
  *   -g  move into this cgroup v2 directory first (its children start there)
- *   -c  pin to this CPU first (children inherit it) */
+ *   -c  pin to this CPU first (children inherit it)
+ *   each child gets PATH as its argv[0], then the ARGs */
 #include "loop_setup.h"
 
 #include <errno.h>
@@ -31,21 +32,22 @@ static long long cpu_ns(void)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "g:c:")) != -1) {
+    /* "+": options end at N, so an ARG such as -o is the child's. */
+    while ((opt = getopt(argc, argv, "+g:c:")) != -1) {
         if (opt == 'g' && join_cgroup(optarg) == 0)
             continue;
         if (opt == 'c' && pin_cpu(atoi(optarg)) == 0)
             continue;
-        fprintf(stderr, "usage: %s [-g CGROUP_DIR] [-c CPU] N PATH\n", argv[0]);
+        fprintf(stderr, "usage: %s [-g CGROUP_DIR] [-c CPU] N PATH [ARG...]\n", argv[0]);
         return 2;
     }
-    if (argc - optind != 2) {
-        fprintf(stderr, "usage: %s [-g CGROUP_DIR] [-c CPU] N PATH\n", argv[0]);
+    if (argc - optind < 2) {
+        fprintf(stderr, "usage: %s [-g CGROUP_DIR] [-c CPU] N PATH [ARG...]\n", argv[0]);
         return 2;
     }
     long n = strtol(argv[optind], NULL, 10);
     char *path = argv[optind + 1];
-    char *child_argv[] = {path, NULL};
+    char **child_argv = &argv[optind + 1];   /* PATH, the ARGs, NULL */
     char *child_env[] = {NULL};
     long exited = 0, failed = 0, killed = 0, other = 0, spawn_errors = 0;
     int last_error = 0;
