@@ -44,7 +44,9 @@ KERNELS = ("6.1", "6.12")
 # What every backend runs on every kernel: host processes killed, denied and
 # audited, the file identity cases, runc containers (no podman in the guest)
 # selected by id with a neighbour left alone, deny in a container, a new
-# container's entrypoint held and killed, and doctor's live verdicts.
+# container's entrypoint held and killed, a shell that a calledBy rule kills
+# (or, where the backend cannot read the caller, the policy refused), and
+# doctor's live verdicts.
 EVERY_BACKEND_TESTS = (
     "tests/integration/test_backends.py",
     "tests/integration/test_file_identity.py",
