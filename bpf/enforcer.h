@@ -146,7 +146,9 @@ struct config_value {
     u32 bank;
     /* Random, nonzero, this program's own (see counted_already). */
     u32 instance;
-    u32 reserved;
+    /* The daemon (tgid) whose exit, however it exits, ends the holding of new
+     * cgroups' execs at once (--hold-after-stop 0); 0 for none. */
+    u32 hold_owner;
 };
 
 /* The exec whose hits a program counted last on a CPU (last_counted). */

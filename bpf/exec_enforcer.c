@@ -1251,6 +1251,31 @@ TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
     return 0;
 }
 
+/* A daemon that holds nothing for a next one (--hold-after-stop 0, an agent
+ * in a pod) says so at a stop, but killed it cannot: its last renewal would
+ * go on holding for the grace, and the next agent, starting at once in a new
+ * container of its own, would be held waiting for itself. Its exit ends the
+ * holding here, however it exits. Only a leader's exit counts: a thread's
+ * does not end the process. */
+RAW_TRACEPOINT_PROBE(sched_process_exit)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tgid = pid_tgid >> 32;
+    if ((u32)pid_tgid != tgid)
+        return 0;
+    /* This program's own config, in force or not yet: a daemon killed before
+     * it took over had renewed the holding too. */
+    int zero = 0;
+    struct config_value *cfg = config.lookup(&zero);
+    if (!cfg || cfg->hold_owner != tgid || superseded(cfg))
+        return 0;
+    int slot = LIVE_HOLD_UNTIL;
+    u64 *until = liveness.lookup(&slot);
+    if (until)
+        *until = 0;
+    return 0;
+}
+
 #ifdef HAS_PREPARE_EXEC
 /* The tracepoint backend's only look at the caller before its image goes:
  * begin_new_exec, past the point of no return, before the old mm is let go

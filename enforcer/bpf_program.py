@@ -234,6 +234,7 @@ class ExecProgram:
         host_mnt_ns: int | None = None,
         bank: int | None = None,
         instance: int | None = None,
+        hold_owner: int | None = None,
     ) -> None:
         table = self._table("config")
         value = table[ctypes.c_int(abi.CONFIG_KEY)]
@@ -255,11 +256,20 @@ class ExecProgram:
             value.bank = bank
         if instance is not None:
             value.instance = instance
+        if hold_owner is not None:
+            value.hold_owner = hold_owner
         table[ctypes.c_int(abi.CONFIG_KEY)] = value
 
     def hold_new_cgroups(self, on: bool) -> None:
         """Whether cgroups created from now on start pending (see exec_enforcer.c)."""
         self._set_config(hold_new=on)
+
+    def end_holding_at_exit(self, tgid: int) -> None:
+        """The exit of process `tgid`, however it exits, ends the holding of new cgroups' execs.
+
+        0: no process's exit does (a next daemon settles what is held).
+        """
+        self._set_config(hold_owner=tgid)
 
     def _live(self, slot: int) -> int:
         return int(self._table("liveness")[ctypes.c_int(slot)].value)

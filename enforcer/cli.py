@@ -87,7 +87,8 @@ def main(log_json: bool, verbose: bool) -> None:
 @click.option(
     "--hold-after-stop", "hold_after_stop_s", type=click.FloatRange(min=0), metavar="SECONDS",
     help="With --keep-on-exit, how long after a stop new containers' first execs are still "
-    "held (default: --hold-grace). 0 in a pod: the next agent starts in a new container.",
+    "held (default: --hold-grace). 0 in a pod: the next agent starts in a new container; "
+    "then the holding also ends when the daemon is killed.",
 )  # fmt: skip
 def run(
     *,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -144,6 +145,10 @@ class Daemon:
             running.callback(program.close)
             if pins is not None:
                 self._prepare_generation(program, pins, running)
+            # With no hold after a stop, a kill must not leave the grace holding
+            # either: the next agent may be starting in a new container already.
+            holds_after_stop = not self.options.keep_on_exit or self.options.hold_after_stop_s != 0
+            program.end_holding_at_exit(0 if holds_after_stop else os.getpid())
             self._keep_holding(program)
             engine = self._start_engine(program, running)
             if pins is not None:

@@ -3,7 +3,8 @@
 `podman kube play` runs the DaemonSet's pod template as a Pod, with the
 ConfigMap of a test policy, on this machine's kernel: the agent in the pod
 kills a test-made program in a sibling container, and a replacement of the
-pod (kube down, then play again) lets no attempt through.
+pod (kube down, then play again), after a graceful stop or a kill -9 of the
+agent, lets no attempt through.
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ class Agent:
         subprocess.run([PODMAN, "kube", "down", str(self.pod)], capture_output=True,
                        timeout=120, check=False, env=self.env)  # fmt: skip
 
+    def kill(self) -> None:
+        subprocess.run([PODMAN, "kill", "--signal", "KILL", self.container], capture_output=True,
+                       timeout=60, check=True, env=self.env)  # fmt: skip
+
     def blocked(self) -> int:
         stats = json.loads(self.enforcer("stats", "--json").stdout)
         return sum(int(p["blocked"]) for p in stats["policies"])
@@ -181,8 +186,9 @@ def program_name() -> str:
     return f"enforcer-test-{secrets.token_hex(4)}"
 
 
+@pytest.mark.parametrize("replace", ["kube down", "kill -9, kube down"])
 def test_the_agent_in_a_pod_kills_in_a_sibling_and_a_replaced_pod_lets_nothing_through(
-    agent: Agent, program_name: str, debian_image: str
+    agent: Agent, program_name: str, debian_image: str, replace: str
 ) -> None:
     ready_s = agent.play()
     print(f"kube play to ready: {ready_s:.1f} s")
@@ -203,6 +209,8 @@ def test_the_agent_in_a_pod_kills_in_a_sibling_and_a_replaced_pod_lets_nothing_t
         trying.start()
         try:
             time.sleep(2)
+            if replace.startswith("kill -9"):  # a crash: the next agent is not held by it
+                agent.kill()
             agent.down()  # SIGTERM with --keep-on-exit: the pinned program goes on
             replaced_s = agent.play()
             time.sleep(2)

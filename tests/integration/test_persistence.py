@@ -242,15 +242,14 @@ def test_exec_in_a_cgroup_made_while_no_daemon_runs_waits_for_the_next(
         shutil.rmtree(pin_dir, ignore_errors=True)
 
 
-def test_no_exec_is_held_once_no_daemon_was_alive_for_the_grace(
-    tmp_path: Path, program: Path, new_cgroup: Path
+def kill_then_run_in_a_new_cgroup(
+    daemon: RunningDaemon, program: Path, new_cgroup: Path, wait_s: float
 ) -> None:
-    policies = policy_dir(tmp_path, program, "grace")
-    daemon = start_daemon(policies, tmp_path, "--hold-grace", "0.5")
+    """SIGKILLs the daemon; `wait_s` later, an exec in a new cgroup must run, not be held."""
     try:
         daemon.process.send_signal(signal.SIGKILL)
         daemon.process.wait()
-        time.sleep(1)
+        time.sleep(wait_s)
         new_cgroup.mkdir()
         free = run_in_cgroup(new_cgroup, "/bin/true")
         assert free.wait(timeout=10) == 0
@@ -258,3 +257,24 @@ def test_no_exec_is_held_once_no_daemon_was_alive_for_the_grace(
         assert subprocess.run([str(program), "/dev/null"], check=False).returncode == -9
     finally:
         daemon.stop()
+
+
+def test_no_exec_is_held_once_no_daemon_was_alive_for_the_grace(
+    tmp_path: Path, program: Path, new_cgroup: Path
+) -> None:
+    policies = policy_dir(tmp_path, program, "grace")
+    daemon = start_daemon(policies, tmp_path, "--hold-grace", "0.5")
+    kill_then_run_in_a_new_cgroup(daemon, program, new_cgroup, wait_s=1)
+
+
+def test_a_killed_daemon_that_holds_nothing_after_a_stop_holds_nothing(
+    tmp_path: Path, program: Path, new_cgroup: Path
+) -> None:
+    """An agent in a pod (--hold-after-stop 0), killed: the next agent's new container runs.
+
+    Its last renewal would have gone on holding for the grace (60 s here),
+    and a next agent starting at once in a new container would wait for itself.
+    """
+    policies = policy_dir(tmp_path, program, "owner")
+    daemon = start_daemon(policies, tmp_path, "--keep-on-exit", "--hold-after-stop", "0")
+    kill_then_run_in_a_new_cgroup(daemon, program, new_cgroup, wait_s=0)
