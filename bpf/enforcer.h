@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Structs, enums and sizes shared by the BPF programs and by Python.
  * enforcer/abi.py mirrors the enums and sizes; tests/unit/test_abi.py checks
  * that the two agree. Map key and value layouts reach Python through bcc's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* Decides, for every exec that succeeds, whether a policy names the program
  * it runs in the caller's cgroup; counts it, reports it and, for kill rules in
  * enforce mode, sends SIGKILL before the new program runs any of its own code.

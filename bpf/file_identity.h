@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* The identity of the file an exec runs, read from kernel memory: its inode,
  * its basename and its path resolved inside the caller's root, never the
  * string the caller passed.

@@ -31,11 +31,6 @@ from enforcer.links import Attachment, attach_kprobe, attach_raw_tracepoint, att
 
 log = logging.getLogger(__name__)
 
-_PROG_KPROBE = 2
-_PROG_TRACEPOINT = 5
-_PROG_RAW_TRACEPOINT = 17
-_PROG_LSM = 29
-_ATTACH_LSM_MAC = 27
 # How long a compile may take: minutes under emulation.
 COMPILE_TIMEOUT_S = 900
 
@@ -52,13 +47,13 @@ class Hook:
     def of(cls, function: str) -> Hook:
         if function.startswith("raw_tracepoint__"):
             tracepoint = function.removeprefix("raw_tracepoint__")
-            return cls(_PROG_RAW_TRACEPOINT, "raw_tracepoint", tracepoint)
+            return cls(bpf_syscall.PROG_TYPE_RAW_TRACEPOINT, "raw_tracepoint", tracepoint)
         if function.startswith("tracepoint__"):
             category, event = function.removeprefix("tracepoint__").split("__", 1)
-            return cls(_PROG_TRACEPOINT, "tracepoint", f"{category}:{event}")
+            return cls(bpf_syscall.PROG_TYPE_TRACEPOINT, "tracepoint", f"{category}:{event}")
         if function.startswith("lsm__"):
-            return cls(_PROG_LSM, "lsm", function.removeprefix("lsm__"))
-        return cls(_PROG_KPROBE, "kprobe", "")
+            return cls(bpf_syscall.PROG_TYPE_LSM, "lsm", function.removeprefix("lsm__"))
+        return cls(bpf_syscall.PROG_TYPE_KPROBE, "kprobe", "")
 
 
 def compiled(
@@ -184,7 +179,7 @@ def load_programs(obj: CompiledObject, maps: dict[str, Map], only: set[str]) -> 
             hook = Hook.of(function.name)
             attach_type, btf_id = (0, 0)
             if hook.kind == "lsm":
-                attach_type, btf_id = _ATTACH_LSM_MAC, _lsm_btf_id(hook.target)
+                attach_type, btf_id = bpf_syscall.ATTACH_LSM_MAC, _lsm_btf_id(hook.target)
             loaded[function.name] = bpf_syscall.prog_load(
                 hook.prog_type, bytes(insns), function.name, license_=obj.license,
                 expected_attach_type=attach_type, attach_btf_id=btf_id,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from enforcer import bpf_syscall
+from enforcer.errors import EnforcerError
 
 PERCPU_TYPES = frozenset({5, 6, 10})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 ARRAY_TYPES = frozenset({2, 6})  # ARRAY, PERCPU_ARRAY: entries cannot be deleted
@@ -111,7 +112,7 @@ class Map:
         os.close(self.fd)
 
 
-class MapUpdateError(OSError):
+class MapUpdateError(EnforcerError, OSError):
     """The kernel refused a map write (the map is full: E2BIG; or a bad value)."""
 
     def __init__(self, name: str, cause: OSError) -> None:

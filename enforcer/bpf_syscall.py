@@ -32,6 +32,13 @@ OBJ_GET = 7
 OBJ_GET_INFO_BY_FD = 15
 RAW_TRACEPOINT_OPEN = 17
 LINK_CREATE = 28
+
+# bpf_prog_type and bpf_attach_type values (uapi/linux/bpf.h) the loaders use.
+PROG_TYPE_KPROBE = 2
+PROG_TYPE_TRACEPOINT = 5
+PROG_TYPE_RAW_TRACEPOINT = 17
+PROG_TYPE_LSM = 29
+ATTACH_LSM_MAC = 27
 # Big enough for every union bpf_attr member used here; the kernel wants the
 # bytes it does not know to be zero, and they are.
 _ATTR_SIZE = 128
@@ -48,7 +55,11 @@ class UnsupportedArchitectureError(EnforcerError):
 
 
 class ProgramRejectedError(EnforcerError):
-    """The kernel's verifier refused a program."""
+    """The kernel's verifier refused a program; `errno` says how."""
+
+    def __init__(self, message: str, errno: int) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 def numbers() -> tuple[int, int]:
@@ -172,26 +183,32 @@ def prog_load(
     """Loads a program through the verifier; its log says why if it refuses."""
     code = ctypes.create_string_buffer(insns, len(insns))
     licence = ctypes.create_string_buffer(license_.encode())
-    log = ctypes.create_string_buffer(_LOG_SIZE)
     fields = (prog_type, len(insns) // 8, ctypes.addressof(code), ctypes.addressof(licence))
-    for log_level, log_at, log_size in ((0, 0, 0), (1, ctypes.addressof(log), _LOG_SIZE)):
+
+    def load(log_level: int, log: ctypes.Array[ctypes.c_char] | None) -> int:
         # prog_type, insn_cnt, insns, license, log_level, log_size, log_buf,
         # kern_version, prog_flags, prog_name, prog_ifindex, expected_attach_type,
         # prog_btf_fd, func_info_rec_size, func_info, func_info_cnt,
         # line_info_rec_size, line_info, line_info_cnt, attach_btf_id
+        log_size, log_at = (len(log), ctypes.addressof(log)) if log is not None else (0, 0)
         buffer = attr("=IIQQIIQII16sIIIIQIIQII", *fields, log_level, log_size, log_at, 0, 0,
                       _name(name), 0, expected_attach_type, 0, 0, 0, 0, 0, 0, 0,
                       attach_btf_id)  # fmt: skip
-        try:
-            return bpf(PROG_LOAD, buffer)
-        except OSError as e:
-            if log_level == 0:
-                continue  # again, with the verifier's log
-            why = log.value.decode(errors="replace").strip().splitlines()[-3:]
-            raise ProgramRejectedError(
-                f"the kernel refused program {name}: {e.strerror}; verifier: {' / '.join(why)}"
-            ) from e
-    raise AssertionError("unreachable")
+        return bpf(PROG_LOAD, buffer)
+
+    try:
+        return load(0, None)
+    except OSError:
+        pass  # again, with the verifier's log: it costs a megabyte and time
+    log = ctypes.create_string_buffer(_LOG_SIZE)
+    try:
+        return load(1, log)
+    except OSError as e:
+        why = log.value.decode(errors="replace").strip().splitlines()[-3:]
+        raise ProgramRejectedError(
+            f"the kernel refused program {name}: {e.strerror}; verifier: {' / '.join(why)}",
+            e.errno or 0,
+        ) from e
 
 
 def link_prog_id(fd: int) -> int:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from enforcer.errors import EnforcerError
+
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 MAGIC = 0xEB9F
 _HEADER = struct.Struct("<HBBIIIII")
@@ -26,7 +28,7 @@ _TYPE = struct.Struct("<III")
 _MEMBER = struct.Struct("<III")
 
 
-class BtfError(ValueError):
+class BtfError(EnforcerError, ValueError):
     """Raised when a BTF blob is truncated or not BTF at all."""
 
 

@@ -1,4 +1,9 @@
-"""The exceptions enforcer raises. Every message says what failed and what to do."""
+"""The exceptions enforcer raises. Every message says what failed and what to do.
+
+Every one is an EnforcerError: those here are shared by several modules, and
+a module's own (a busy pin directory, a refused BPF program) is defined
+beside the code that raises it (tests/unit/test_errors.py checks the tree).
+"""
 
 from __future__ import annotations
 

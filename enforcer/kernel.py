@@ -21,7 +21,6 @@ through the slow path, exec or not.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import logging
@@ -33,9 +32,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from enforcer import bpf_syscall
 from enforcer.btf import VMLINUX, Btf, BtfError, Kind
 from enforcer.errors import KernelSupportError
 from enforcer.layout import ExecLayout, exec_layout
+from enforcer.mounts import first_mount_of, is_mounted
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def ensure_mounts() -> None:
     the lockdown mode, and a kernel may lack it.
     """
     for fstype, target in (("debugfs", DEBUGFS), ("tracefs", TRACEFS), ("bpf", BPFFS)):
-        if _is_mounted(target, fstype):
+        if is_mounted(target, fstype):
             continue
         command = ["mount", "-t", fstype, fstype, str(target)]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -130,24 +131,10 @@ def ensure_mounts() -> None:
                 "Run as root, or mount it yourself before starting enforcer."
             )
         log.info("mounted %s on %s", fstype, target)
-    if not _is_mounted(SECURITYFS, "securityfs") and SECURITYFS.is_dir():
+    if not is_mounted(SECURITYFS, "securityfs") and SECURITYFS.is_dir():
         command = ["mount", "-t", "securityfs", "securityfs", str(SECURITYFS)]
         if subprocess.run(command, capture_output=True, check=False).returncode == 0:
             log.info("mounted securityfs on %s", SECURITYFS)
-
-
-def _is_mounted(target: Path, fstype: str) -> bool:
-    """Whether `fstype` is what `target` shows: the last mount there is the one on top.
-
-    A mount point alone is not enough: a pod's bind mount of the node's
-    empty /sys/kernel/tracing is one, with no tracefs in it.
-    """
-    on_target = [
-        fields[2]
-        for fields in (line.split() for line in Path("/proc/self/mounts").read_text().splitlines())
-        if len(fields) > 2 and fields[1] == str(target)
-    ]
-    return bool(on_target) and on_target[-1] == fstype
 
 
 def tracefs_root() -> Path:
@@ -182,6 +169,7 @@ def probe() -> KernelFacts:
     release = platform.release()
     root = os.geteuid() == 0
     btf = _read_btf()
+    cgroup2 = first_mount_of("cgroup2")
     lsm_active = _read_lsm_list()
     if not root:
         lsm_load_error: str | None = "not tried: needs root"
@@ -207,7 +195,7 @@ def probe() -> KernelFacts:
         lsm_load_error=lsm_load_error,
         layout=current_layout(),
         kprobe_pass_function=_kprobe_target(tracefs, KPROBE_PASS_FUNCTION),
-        cgroup2=_cgroup2_mount(),
+        cgroup2=None if cgroup2 is None else str(cgroup2),
         headers=probe_headers(release),
         lockdown=_read_lockdown(),
     )
@@ -256,14 +244,6 @@ def _read_lockdown() -> str:
         return "unknown"
     found = re.search(r"\[(\w+)\]", text)
     return found[1] if found else "unknown"
-
-
-def _cgroup2_mount() -> str | None:
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == "cgroup2":
-            return fields[1]
-    return None
 
 
 def probe_headers(release: str) -> Headers:
@@ -407,44 +387,8 @@ def require_node_pid_namespace(proc: Path = Path("/proc")) -> None:
 
 # --- the LSM load test: one empty program through the bpf() system call ---
 
-_SYS_BPF = 321  # x86_64
-_BPF_PROG_LOAD = 5
-_BPF_RAW_TRACEPOINT_OPEN = 17
-_BPF_PROG_TYPE_LSM = 29
-_BPF_LSM_MAC = 27
 # r0 = 0; exit: allow every exec.
 _RETURN_ZERO = bytes.fromhex("b7000000000000009500000000000000")
-
-
-class _ProgLoadAttr(ctypes.Structure):
-    # The head of union bpf_attr for BPF_PROG_LOAD (uapi/linux/bpf.h), up to attach_btf_id.
-    _fields_ = (
-        ("prog_type", ctypes.c_uint32),
-        ("insn_cnt", ctypes.c_uint32),
-        ("insns", ctypes.c_uint64),
-        ("license", ctypes.c_uint64),
-        ("log_level", ctypes.c_uint32),
-        ("log_size", ctypes.c_uint32),
-        ("log_buf", ctypes.c_uint64),
-        ("kern_version", ctypes.c_uint32),
-        ("prog_flags", ctypes.c_uint32),
-        ("prog_name", ctypes.c_char * 16),
-        ("prog_ifindex", ctypes.c_uint32),
-        ("expected_attach_type", ctypes.c_uint32),
-        ("prog_btf_fd", ctypes.c_uint32),
-        ("func_info_rec_size", ctypes.c_uint32),
-        ("func_info", ctypes.c_uint64),
-        ("func_info_cnt", ctypes.c_uint32),
-        ("line_info_rec_size", ctypes.c_uint32),
-        ("line_info", ctypes.c_uint64),
-        ("line_info_cnt", ctypes.c_uint32),
-        ("attach_btf_id", ctypes.c_uint32),
-        ("attach_prog_fd", ctypes.c_uint32),
-    )
-
-
-class _RawTracepointAttr(ctypes.Structure):
-    _fields_ = (("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32))
 
 
 def try_lsm_program(btf: Btf) -> str | None:
@@ -457,43 +401,22 @@ def try_lsm_program(btf: Btf) -> str | None:
     hook_id = btf.find(Kind.FUNC, f"bpf_lsm_{LSM_HOOK}")
     if hook_id is None:
         return f"the kernel's BTF has no bpf_lsm_{LSM_HOOK}"
-    insns = ctypes.create_string_buffer(_RETURN_ZERO, len(_RETURN_ZERO))
-    license_ = ctypes.create_string_buffer(b"GPL")
-    attr = _ProgLoadAttr(
-        prog_type=_BPF_PROG_TYPE_LSM,
-        insn_cnt=len(_RETURN_ZERO) // 8,
-        insns=ctypes.addressof(insns),
-        license=ctypes.addressof(license_),
-        prog_name=b"enforcer_probe",
-        expected_attach_type=_BPF_LSM_MAC,
-        attach_btf_id=hook_id,
-    )
-    prog_fd = _bpf(_BPF_PROG_LOAD, attr)
-    if prog_fd < 0:
-        return f"BPF_PROG_LOAD: {_errno_text(-prog_fd)}"
     try:
-        link = _RawTracepointAttr(name=0, prog_fd=prog_fd)
-        link_fd = _bpf(_BPF_RAW_TRACEPOINT_OPEN, link)
-        if link_fd < 0:
-            return f"attaching to {LSM_HOOK}: {_errno_text(-link_fd)}"
-        os.close(link_fd)
+        prog_fd = bpf_syscall.prog_load(
+            bpf_syscall.PROG_TYPE_LSM, _RETURN_ZERO, "enforcer_probe",
+            expected_attach_type=bpf_syscall.ATTACH_LSM_MAC, attach_btf_id=hook_id,
+        )  # fmt: skip
+    except bpf_syscall.ProgramRejectedError as e:
+        return f"BPF_PROG_LOAD: {_errno_text(e.errno)}"
+    except bpf_syscall.UnsupportedArchitectureError as e:
+        return str(e)
+    try:
+        os.close(bpf_syscall.raw_tracepoint_open(None, prog_fd))
         return None
+    except OSError as e:
+        return f"attaching to {LSM_HOOK}: {_errno_text(e.errno or 0)}"
     finally:
         os.close(prog_fd)
-
-
-def _bpf(command: int, attr: ctypes.Structure) -> int:
-    """The bpf() system call: a file descriptor, or -errno."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    result = int(
-        libc.syscall(
-            ctypes.c_long(_SYS_BPF),
-            ctypes.c_long(command),
-            ctypes.byref(attr),
-            ctypes.c_long(ctypes.sizeof(attr)),
-        )
-    )
-    return result if result >= 0 else -ctypes.get_errno()
 
 
 def _errno_text(number: int) -> str:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enforcer.errors import KernelSupportError
-
-PROC_MOUNTS = Path("/proc/self/mounts")
+from enforcer.mounts import first_mount_of
 
 _ID = r"(?P<id>[0-9a-f]{64})"
 
@@ -61,22 +60,14 @@ def find_cgroup2_mount(mounts_text: str | None = None) -> Path:
     /sys/fs/cgroup. When there are several cgroup2 mounts (a bind mount into a
     container, say), the first is the one the host set up at boot.
     """
-    text = PROC_MOUNTS.read_text() if mounts_text is None else mounts_text
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == "cgroup2":
-            return Path(_unescape_mount_field(fields[1]))
+    found = first_mount_of("cgroup2", mounts_text)
+    if found is not None:
+        return found
     raise KernelSupportError(
         "cgroup v2 is not mounted, and enforcer identifies containers by their cgroup v2 id; "
         "mount it with `mount -t cgroup2 none /sys/fs/cgroup/unified` "
         "or boot with systemd.unified_cgroup_hierarchy=1"
     )
-
-
-def _unescape_mount_field(field: str) -> str:
-    # The kernel writes space, tab, newline and backslash in mount paths as
-    # three-digit octal escapes (`\040` for a space).
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def parse_proc_cgroup(text: str) -> str:

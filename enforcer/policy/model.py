@@ -33,13 +33,12 @@ from pydantic_core import PydanticCustomError
 from enforcer import abi
 from enforcer.policy.images import check_image_pattern
 
-# Sizes the kernel side keys on (bpf/enforcer.h); all counted in UTF-8 bytes.
-NAME_LEN = 64  # basename key, NUL included
-PATH_LEN = 252  # path key, NUL included
-MAX_NAME_BYTES = NAME_LEN - 1
-MAX_PATH_BYTES = PATH_LEN - 2
+# Bounds from the sizes the kernel side keys on (abi, from bpf/enforcer.h), in
+# UTF-8 bytes: a basename key and a path key each hold a NUL.
+MAX_NAME_BYTES = abi.NAME_LEN - 1
+MAX_PATH_BYTES = abi.PATH_LEN - 2
 # A directory is stored with a trailing '/' (so it matches what lies below) plus the NUL.
-MAX_DIR_BYTES = PATH_LEN - 3
+MAX_DIR_BYTES = abi.PATH_LEN - 3
 
 MAX_LABEL_LEN = 63
 MAX_CONTAINER_ID_LEN = 128
@@ -160,8 +159,8 @@ def _check_basename(value: str) -> str:
     if _utf8_len(value) > MAX_NAME_BYTES:
         raise ValueError(
             f"{value!r} is {_utf8_len(value)} bytes long: names may be at most {MAX_NAME_BYTES} "
-            f"bytes of UTF-8 (the kernel keys basenames on {NAME_LEN} bytes including the NUL); "
-            "match it by 'paths' or 'dirs' instead"
+            f"bytes of UTF-8 (the kernel keys basenames on {abi.NAME_LEN} bytes including the "
+            "NUL); match it by 'paths' or 'dirs' instead"
         )
     return value
 
@@ -199,8 +198,8 @@ def _check_path(value: str) -> str:
     if _utf8_len(value) > MAX_PATH_BYTES:
         raise ValueError(
             f"{value!r} is {_utf8_len(value)} bytes long: paths may be at most {MAX_PATH_BYTES} "
-            f"bytes of UTF-8 (the kernel keeps {PATH_LEN} bytes of the path including the NUL); "
-            "match a parent directory under 'dirs' instead"
+            f"bytes of UTF-8 (the kernel keeps {abi.PATH_LEN} bytes of the path including the "
+            "NUL); match a parent directory under 'dirs' instead"
         )
     return value
 
@@ -211,7 +210,7 @@ def _normalise_dir(value: str) -> str:
     if _utf8_len(normalised) > MAX_DIR_BYTES:
         raise ValueError(
             f"{normalised!r} is {_utf8_len(normalised)} bytes long: dirs may be at most "
-            f"{MAX_DIR_BYTES} bytes of UTF-8 (the kernel keeps {PATH_LEN} bytes of the path "
+            f"{MAX_DIR_BYTES} bytes of UTF-8 (the kernel keeps {abi.PATH_LEN} bytes of the path "
             "including the trailing '/' and the NUL); use a shorter parent directory"
         )
     return normalised
