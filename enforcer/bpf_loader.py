@@ -25,7 +25,7 @@ from enforcer.bpf_object import (
     ctype_of,
     read_cached,
 )
-from enforcer.btf import Btf, Kind
+from enforcer.btf import Kind
 from enforcer.errors import BpfLoadError
 from enforcer.links import Attachment, attach_kprobe, attach_raw_tracepoint, attach_tracepoint
 
@@ -192,7 +192,8 @@ def load_programs(obj: CompiledObject, maps: dict[str, Map], only: set[str]) -> 
 
 
 def _lsm_btf_id(hook: str) -> int:
-    btf_id = Btf.from_file().find(Kind.FUNC, f"bpf_lsm_{hook}")
+    btf = kernel.read_btf()
+    btf_id = btf.find(Kind.FUNC, f"bpf_lsm_{hook}") if btf is not None else None
     if btf_id is None:
         raise BpfLoadError(f"the kernel's BTF has no LSM hook {hook} (bpf_lsm_{hook})")
     return btf_id

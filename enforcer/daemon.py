@@ -11,7 +11,6 @@ from that program without a moment when neither decides.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -21,7 +20,7 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
 from enforcer import kernel
 from enforcer.abi import EventKind
@@ -35,6 +34,7 @@ from enforcer.errors import EnforcerError
 from enforcer.eventlog import EventLog, EventLogError, open_event_log
 from enforcer.kernel import Backend, BackendChoice
 from enforcer.lifecycle import Lifecycle
+from enforcer.locks import try_lock
 from enforcer.notify import Notifier
 from enforcer.pins import PinDir
 from enforcer.policy.loader import LoadResult
@@ -233,7 +233,7 @@ class Daemon:
             running.callback(program.hold_new_cgroups, False)
         # Before discovery: a cgroup made after it is caught as pending.
         if self.options.follow_new_cgroups and (lock := _follow_lock()) is not None:
-            running.callback(lock.close)
+            running.callback(os.close, lock)
             program.hold_new_cgroups(True)
         engine.reload()
         program.open_events(self._on_kernel_event)
@@ -396,24 +396,19 @@ class Daemon:
         )
 
 
-def _follow_lock() -> TextIO | None:
-    """Only one enforcer at a time may hold new cgroups' execs.
+def _follow_lock() -> int | None:
+    """Only one enforcer at a time may hold new cgroups' execs: the lock's fd, or None.
 
     Each instance's kernel program would stop such an exec, and each would let
     go of it with SIGCONT by its own policies: one instance's SIGCONT would
-    release what another still holds. The lock is released when the process
-    exits, however it exits.
+    release what another still holds.
     """
     FOLLOW_LOCK.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-    lock = FOLLOW_LOCK.open("w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
+    lock = try_lock(FOLLOW_LOCK)
+    if lock is None:
         log.warning(
             "another enforcer follows new containers (it holds %s): this one enforces only "
             "containers it has seen start, and a new container's first execs may escape it",
             FOLLOW_LOCK,
         )
-        return None
     return lock

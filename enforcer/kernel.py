@@ -168,7 +168,7 @@ def probe() -> KernelFacts:
     tracefs = tracefs_root()
     release = platform.release()
     root = os.geteuid() == 0
-    btf = _read_btf()
+    btf = read_btf()
     cgroup2 = first_mount_of("cgroup2")
     lsm_active = _read_lsm_list()
     if not root:
@@ -202,8 +202,8 @@ def probe() -> KernelFacts:
 
 
 @functools.cache
-def _read_btf() -> Btf | None:
-    # Once per process: the running kernel's BTF does not change.
+def read_btf() -> Btf | None:
+    """The running kernel's BTF, read once per process (it does not change); None if unusable."""
     try:
         return Btf.from_file(VMLINUX)
     except (OSError, BtfError) as e:
@@ -214,7 +214,7 @@ def _read_btf() -> Btf | None:
 @functools.cache
 def current_layout() -> ExecLayout | None:
     """The struct offsets the exec program reads at, from this kernel's BTF."""
-    btf = _read_btf()
+    btf = read_btf()
     return exec_layout(btf) if btf is not None else None
 
 

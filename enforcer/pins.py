@@ -19,7 +19,6 @@ removed at the next start.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import logging
 import os
 import re
@@ -31,6 +30,7 @@ from pathlib import Path
 from enforcer import abi, bpf_syscall, links
 from enforcer.bpf_object import GENERATION_MAPS, PROGRAM_KEY
 from enforcer.errors import EnforcerError
+from enforcer.locks import try_lock
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +98,12 @@ class PinDir:
     def lock(self) -> None:
         """Makes this process the directory's only user, until it exits."""
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(self.path, directory=True)
+        if fd is None:
             raise PinDirBusyError(
                 f"another enforcer daemon is running with --pin-dir {self.path}: stop it "
                 "first (`systemctl stop enforcer`), or give this one a --pin-dir of its own"
-            ) from None
+            )
         self._lock = fd
 
     def unlock(self) -> None:
