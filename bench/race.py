@@ -10,7 +10,7 @@ daemon listing the container.
 
 from __future__ import annotations
 
-import fcntl
+import os
 import secrets
 import shutil
 import subprocess
@@ -28,6 +28,7 @@ from bench.settings import Settings
 from bench.summary import Summary, optional_summary
 from enforcer.control import request
 from enforcer.daemon import FOLLOW_LOCK
+from enforcer.locks import try_lock
 
 # What root may set here; podman's defaults ask for more (see FIELD-NOTES).
 ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
@@ -103,14 +104,9 @@ def _wait_follow_lock_free() -> None:
     """
     deadline = time.monotonic() + FOLLOW_LOCK_TIMEOUT_S
     while FOLLOW_LOCK.exists():
-        with FOLLOW_LOCK.open("a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass
-            else:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-                return
+        if (lock := try_lock(FOLLOW_LOCK)) is not None:
+            os.close(lock)
+            return
         if time.monotonic() > deadline:
             raise MeasurementError(
                 f"another enforcer holds {FOLLOW_LOCK} (it follows new containers, and only one "
