@@ -115,11 +115,7 @@ class Daemon:
         self.took_over = False  # this daemon's generation is the one in force
 
     def run(self) -> int:
-        kernel.require_root()
-        kernel.require_node_pid_namespace()
-        kernel.ensure_mounts()
-        facts = kernel.probe()
-        self.choice = kernel.choose_backend(facts, self.options.backend)
+        facts, self.choice = kernel.prepare(self.options.backend, signals_held_execs=True)
         log.info("backend %s: %s", self.choice.backend, self.choice.reason)
         pins = PinDir(self.options.pin_dir) if self.options.pin_dir else None
         if pins is not None:

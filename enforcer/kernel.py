@@ -357,6 +357,20 @@ def choose_backend(facts: KernelFacts, requested: Backend = Backend.AUTO) -> Bac
 _PF_KTHREAD = 0x00200000
 
 
+def prepare(
+    requested: Backend = Backend.AUTO, *, signals_held_execs: bool = False
+) -> tuple[KernelFacts, BackendChoice]:
+    """What every command that loads the exec program does first: as root (and,
+    if it signals held execs, in the node's pid namespace), the filesystems it
+    needs mounted, the kernel probed, and the backend chosen."""
+    require_root()
+    if signals_held_execs:
+        require_node_pid_namespace()
+    ensure_mounts()
+    facts = probe()
+    return facts, choose_backend(facts, requested)
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise KernelSupportError("loading BPF programs needs root; run this command with sudo")

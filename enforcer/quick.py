@@ -100,10 +100,7 @@ def trace_execs(backend: Backend) -> int:
 
 def count_execs(interval: float) -> int:
     """Prints `execve called N times` every `interval` seconds until Ctrl-C or SIGTERM."""
-    kernel.require_root()
-    kernel.ensure_mounts()
-    facts = kernel.probe()
-    choice = kernel.choose_backend(facts)
+    facts, choice = kernel.prepare()
     from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
 
     program = ExecProgram(choice.backend, ring_buffer=facts.ring_buffer)
