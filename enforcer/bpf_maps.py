@@ -112,6 +112,22 @@ class Map:
         os.close(self.fd)
 
 
+def open_pinned(path: Path, key_type: Any = None, value_type: Any = None) -> Map:
+    """The map pinned at `path` (FileNotFoundError if none); close() it when done.
+
+    Keys and values are raw bytes of the map's sizes unless their types are given.
+    """
+    fd = bpf_syscall.obj_get(path)
+    try:
+        info = bpf_syscall.map_info(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    key_type = key_type or ctypes.c_char * info.key_size
+    value_type = value_type or ctypes.c_char * info.value_size
+    return Map(path.name, fd, key_type, value_type, info.map_type)
+
+
 class MapUpdateError(EnforcerError, OSError):
     """The kernel refused a map write (the map is full: E2BIG; or a bad value)."""
 

@@ -15,7 +15,6 @@ import errno
 import fcntl
 import os
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,29 +122,3 @@ def pin(fd: int, path: Path) -> None:
         bpf_syscall.obj_pin(fd, path)
     except OSError as e:
         raise LinkError(f"cannot pin at {path}: {e.strerror}") from e
-
-
-def open_pinned(path: Path) -> int:
-    """An fd of the object pinned at `path` (raises FileNotFoundError if none)."""
-    return bpf_syscall.obj_get(path)
-
-
-def u32_keys(map_fd: int) -> Iterator[int]:
-    """The keys of a map whose keys are u32 (the held map: process ids)."""
-    key, next_key = ctypes.c_uint32(), ctypes.c_uint32()
-    first = True
-    while bpf_syscall.map_next_key(map_fd, None if first else key, next_key):
-        first = False
-        key.value = next_key.value
-        yield key.value
-
-
-def u64_value(map_fd: int, key: int) -> int:
-    """The value at u32 `key` of a map whose values are u64 (the liveness array)."""
-    value = ctypes.c_uint64()
-    bpf_syscall.map_lookup(map_fd, ctypes.c_uint32(key), value)
-    return value.value
-
-
-def delete_u32_key(map_fd: int, key: int) -> None:
-    bpf_syscall.map_delete(map_fd, ctypes.c_uint32(key))

@@ -24,10 +24,12 @@ import os
 import re
 import shutil
 import signal
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from enforcer import abi, bpf_syscall, links
+from enforcer.bpf_maps import open_pinned
 from enforcer.bpf_object import GENERATION_MAPS, PROGRAM_KEY
 from enforcer.errors import EnforcerError
 from enforcer.locks import try_lock
@@ -143,13 +145,11 @@ class PinDir:
     def live_generation(self) -> int:
         """The generation in force, as the pinned liveness map says; 0 if none."""
         try:
-            fd = links.open_pinned(self.path / "liveness")
+            liveness = open_pinned(self.path / "liveness", ctypes.c_uint32, ctypes.c_uint64)
         except FileNotFoundError:
             return 0
-        try:
-            return links.u64_value(fd, abi.LIVE_GENERATION)
-        finally:
-            os.close(fd)
+        with closing(liveness):
+            return int(liveness[ctypes.c_uint32(abi.LIVE_GENERATION)].value)
 
     def reusable(self, generation: int) -> Reusable | None:
         """`generation`'s program, if it was pinned whole: see ExecProgram."""
@@ -190,17 +190,16 @@ class PinDir:
 
     def _release_held(self, name: str = abi.HELD_PIN) -> int:
         try:
-            fd = links.open_pinned(self.path / name)
+            held = open_pinned(self.path / name, ctypes.c_uint32)
         except FileNotFoundError:
             return 0
-        try:
-            pids = list(links.u32_keys(fd))
+        with closing(held):
+            pids = list(held)
             for pid in pids:
                 try:
-                    os.kill(pid, signal.SIGCONT)
+                    os.kill(pid.value, signal.SIGCONT)
                 except ProcessLookupError:
-                    log.debug("held pid %d is gone already", pid)
-                links.delete_u32_key(fd, pid)
+                    log.debug("held pid %d is gone already", pid.value)
+                with suppress(KeyError):  # gone from the map already
+                    del held[pid]
             return len(pids)
-        finally:
-            os.close(fd)

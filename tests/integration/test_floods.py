@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import json
 import os
-import platform
 import secrets
 import signal
 import struct
@@ -19,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +26,8 @@ from conftest import RunningDaemon, bpf_unavailable_reason, host_policy, start_d
 from runc_helpers import runc_container, runc_unavailable_reason
 from test_service import WATCHDOG_USEC, NotifySocket
 
-from enforcer import abi, links
+from enforcer import abi
+from enforcer.bpf_maps import open_pinned
 from enforcer.containers import cgroup_v2_path_of_pid, find_cgroup2_mount
 
 pytestmark = pytest.mark.root
@@ -180,34 +179,13 @@ def test_a_full_cgroup_map_fails_closed_inside_the_container_and_is_reported(
         remove_cgroups(made)
 
 
-def _held_value_size(held_map: Path) -> int:
-    shown = subprocess.run(["bpftool", "map", "show", "pinned", str(held_map), "-j"],
-                           capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
-    return int(json.loads(shown.stdout)["bytes_value"])
-
-
-_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
-_BPF_MAP_UPDATE_ELEM = 2
-
-
 def fill_held(held_map: Path, count: int) -> None:
     """Parks `count` execs of processes that cannot exist, as the kernel would."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    size = _held_value_size(held_map)
-    value = ctypes.create_string_buffer(size)
-    struct.pack_into("=I", value, 24, abi.SET_PENDING)  # held_exec.set_id
-    fd = links.open_pinned(held_map)
-    try:
+    with closing(open_pinned(held_map, ctypes.c_uint32)) as held:
+        value = held.Leaf()
+        struct.pack_into("=I", value, 24, abi.SET_PENDING)  # held_exec.set_id
         for n in range(count):
-            key = ctypes.c_uint32(0x7FFF0000 + n)  # above any pid_max
-            attr = ctypes.create_string_buffer(128)
-            struct.pack_into("=IIQQQ", attr, 0, fd, 0, ctypes.addressof(key),
-                             ctypes.addressof(value), 0)  # fmt: skip
-            number = _BPF_SYSCALL[platform.machine()]
-            if libc.syscall(number, _BPF_MAP_UPDATE_ELEM, attr, len(attr)) != 0:
-                raise OSError(ctypes.get_errno(), "BPF_MAP_UPDATE_ELEM on the held map")
-    finally:
-        os.close(fd)
+            held[ctypes.c_uint32(0x7FFF0000 + n)] = value  # above any pid_max
 
 
 def test_with_the_held_map_full_every_held_exec_is_still_decided(
