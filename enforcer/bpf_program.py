@@ -108,7 +108,7 @@ class HeldExec:
 class LoadInfo:
     backend: Backend
     ring_buffer: bool
-    compile_seconds: float  # compile (in a child process) and load; 0 compiling when cached
+    load_seconds: float  # the compile (in a child process, unless cached) and the load
     program_ids: tuple[int, ...]
     from_cache: bool
 
@@ -166,7 +166,7 @@ class ExecProgram:
         self.info = LoadInfo(
             backend=backend,
             ring_buffer=ring_buffer,
-            compile_seconds=time.monotonic() - started,
+            load_seconds=time.monotonic() - started,
             program_ids=_linked_program_ids(reuse) if reuse and self.reused else
             tuple(bpf_syscall.prog_id(fd) for fd in self._programs.values()),
             from_cache=from_cache,

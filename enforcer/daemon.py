@@ -136,7 +136,7 @@ class Daemon:
             log.info("BPF program of generation %d reused: nothing compiled or loaded", live)
         else:
             how = "loaded from the cache" if program.info.from_cache else "compiled and loaded"
-            log.info("BPF program %s in %.2f s", how, program.info.compile_seconds)
+            log.info("BPF program %s in %.2f s", how, program.info.load_seconds)
         with ExitStack() as running:
             running.callback(program.close)
             if pins is not None:
