@@ -20,7 +20,7 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from enforcer import kernel
 from enforcer.abi import EventKind
@@ -39,7 +39,11 @@ from enforcer.notify import Notifier
 from enforcer.pins import PinDir
 from enforcer.policy.loader import LoadResult
 from enforcer.policy.watch import PolicyWatcher
+from enforcer.records import KernelEvent
 from enforcer.state import load_ids, save_ids
+
+if TYPE_CHECKING:  # imported where used: it loads the BPF program's modules
+    from enforcer.bpf_program import ExecProgram
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ class DaemonOptions:
     on_denial: Callable[[Denial], None] | None = None
     on_ready: Callable[[Engine], None] | None = None
     trace_all: bool = False
-    on_exec: Callable[[Any], None] | None = None
+    on_exec: Callable[[KernelEvent], None] | None = None
     # Follow containers that start later, holding their first execs until
     # placed (see lifecycle.py). Off for the tools that need no policies.
     follow_new_cgroups: bool = True
@@ -161,7 +165,7 @@ class Daemon:
         log.info("stopped")
         return 0
 
-    def _prepare_generation(self, program: Any, pins: PinDir, running: ExitStack) -> None:
+    def _prepare_generation(self, program: ExecProgram, pins: PinDir, running: ExitStack) -> None:
         """Makes the new program the next generation, ready to follow new cgroups."""
         previous = program.live_generation()
         pins.remove_links(keep=previous)  # from a start that died before taking over
@@ -171,7 +175,7 @@ class Daemon:
         if not self.options.keep_on_exit:
             running.callback(self._unpin, pins)
 
-    def _take_over(self, program: Any, pins: PinDir) -> None:
+    def _take_over(self, program: ExecProgram, pins: PinDir) -> None:
         """Puts this generation in force (its maps are full), then lets the old one go."""
         if program.links:
             pins.pin_links(self.generation, program.links, program.generation_maps(), program.key)
@@ -192,7 +196,7 @@ class Daemon:
         assert self.lifecycle is not None
         self._log_denials(self.lifecycle.settle_held())  # execs held while no daemon ran
 
-    def _refuse_to_replace_with_nothing(self, program: Any, engine: Engine) -> None:
+    def _refuse_to_replace_with_nothing(self, program: ExecProgram, engine: Engine) -> None:
         """A program left enforcing stays, rather than one whose policies failed to compile."""
         if engine.enforce_error is None or program.live_generation() == 0:
             return  # compiled; or nothing was in force: run, and apply a fixed file later
@@ -208,12 +212,12 @@ class Daemon:
         pins.remove_links()
         self.persistent = False
 
-    def _keep_holding(self, program: Any) -> None:
+    def _keep_holding(self, program: ExecProgram) -> None:
         """Renews the time new cgroups' execs may be held for this daemon to settle."""
         grace_ns = int(self.options.hold_grace_s * 1e9)
         program.keep_holding_until(time.monotonic_ns() + grace_ns)
 
-    def _start_engine(self, program: Any, running: ExitStack) -> Engine:
+    def _start_engine(self, program: ExecProgram, running: ExitStack) -> Engine:
         ids, save_ids = self._persisted_ids(program)
         self.engine = engine = Engine(
             program, self.options.load, discover, named_netns, ids=ids, save_ids=save_ids
@@ -268,7 +272,9 @@ class Daemon:
         counts = f"{len(engine.policies)} policies on {len(engine.containers)} containers"
         return f"enforcing {counts}{problems}"
 
-    def _persisted_ids(self, program: Any) -> tuple[Ids | None, Callable[[Ids], None] | None]:
+    def _persisted_ids(
+        self, program: ExecProgram
+    ) -> tuple[Ids | None, Callable[[Ids], None] | None]:
         """The ids of the pinned counters, from the last run; counters reset if unknown."""
         state_dir = self.options.state_dir
         if self.options.pin_dir is None or state_dir is None:
@@ -281,7 +287,7 @@ class Daemon:
             log.info("counters kept from the previous run (map %d)", map_id)
         return ids, lambda current: save_ids(state_dir, current, map_id)
 
-    def _loop(self, program: Any, engine: Engine) -> None:
+    def _loop(self, program: ExecProgram, engine: Engine) -> None:
         keepalive = self._notify.watchdog_interval()
         last_keepalive = last_renewal = time.monotonic()
         # Well inside the grace, which may be short (the tests use 0.5 s).
@@ -324,14 +330,14 @@ class Daemon:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
 
-    def _on_kernel_event(self, event: Any) -> None:
+    def _on_kernel_event(self, event: KernelEvent) -> None:
         # bcc drops exceptions raised in its callbacks: log them here instead.
         try:
             self._log_denials(self._dispatch(event))
         except Exception:
             log.exception("failed to handle a kernel event: %s", event)
 
-    def _dispatch(self, event: Any) -> list[Denial]:
+    def _dispatch(self, event: KernelEvent) -> list[Denial]:
         assert self.engine is not None and self.lifecycle is not None
         if event.kind is EventKind.CGROUP_NEW:
             self.lifecycle.cgroup_created(event.cgroup_id, event.filename)

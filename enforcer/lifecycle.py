@@ -54,7 +54,7 @@ STOP_WAIT_S = 0.5
 
 
 class HeldExecLike(Protocol):
-    """bpf_program.HeldExec: see struct held_exec in bpf/enforcer.h."""
+    """records.HeldExec: see struct held_exec in bpf/enforcer.h."""
 
     @property
     def pid(self) -> int: ...
@@ -81,7 +81,7 @@ class HeldExecLike(Protocol):
 
 
 class CallerLike(Protocol):
-    """bpf_program.Caller: the program that called the held exec (struct caller_info)."""
+    """records.Caller: the program that called the held exec (struct caller_info)."""
 
     @property
     def path(self) -> str: ...
@@ -104,7 +104,7 @@ class EventCaller:
 
 
 class HeldEvent(Protocol):
-    """What an EVENT_HELD event says (bpf_program.KernelEvent)."""
+    """What an EVENT_HELD event says (records.KernelEvent)."""
 
     @property
     def pid(self) -> int: ...

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import click
 
@@ -23,6 +22,7 @@ from enforcer.engine import Denial, Engine
 from enforcer.kernel import Backend
 from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.model import ExecPolicy
+from enforcer.records import KernelEvent
 
 BLOCK_POLICY = "block-command"
 # How often `trace` looks for new containers again when one cgroup keeps running unknown execs.
@@ -73,7 +73,7 @@ def trace_execs(backend: Backend) -> int:
         engine_ref.append(engine)
         click.echo(f"{'TIME':8}  {'PID':>7}  {'COMM':16}  {'CONTAINER':12}  FILE")
 
-    def on_exec(event: Any) -> None:
+    def on_exec(event: KernelEvent) -> None:
         # Containers started since are known from the kernel's cgroup events.
         container_id = engine_ref[0].owner(event.cgroup_id)[0] if engine_ref else "?"
         try:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from enforcer.abi import Action
 from enforcer.compiler import CounterName
+from enforcer.records import CounterKey
 
 
 def nest_counts(
-    names: dict[Any, CounterName],
-    counters: dict[Any, int],
+    names: Mapping[CounterKey, CounterName],
+    counters: Mapping[CounterKey, int],
     owner: Callable[[int], tuple[str, str]],
     policy_order: list[str],
 ) -> list[dict[str, object]]:
