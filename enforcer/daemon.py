@@ -369,33 +369,43 @@ class Daemon:
 
     def handle_command(self, command: str, arguments: dict[str, Any]) -> object:
         """Answers one control-socket request (runs on the socket's thread)."""
-        engine, choice = self.engine, self.choice
-        assert engine is not None and choice is not None
-        if command == "stats":
-            return engine.stats()
-        if command == "status":
-            in_force = engine.compiled is not None  # nothing compiled: nothing enforced
-            status = engine.status(str(choice.backend), choice.reason, enforcing=in_force)
-            status["classify_queued"] = self.lifecycle.queued() if self.lifecycle else 0
-            status["persistence"] = {
-                "generation": self.generation,
-                "outlives_daemon": self.persistent,
-                "keep_on_exit": self.options.keep_on_exit,
-            }
-            return status
-        if command == "containers":
-            return {"containers": engine.containers_report()}
-        if command == "events":
-            if arguments.get("follow"):
-                return self._follow_events(engine)
-            return {"events": [d.to_json() for d in engine.recent]}
-        if command == "reload":
-            self._flags.reload = True
-            return {"reloading": True}
-        raise UnknownCommandError(
-            f"unknown command {command!r}; "
-            "this daemon knows stats, status, containers, events, reload"
-        )
+        engine = self.engine
+        assert engine is not None
+        commands: dict[str, Callable[[Engine, dict[str, Any]], object]] = {
+            "stats": lambda engine, _: engine.stats(),
+            "status": lambda engine, _: self._status(engine),
+            "containers": lambda engine, _: {"containers": engine.containers_report()},
+            "events": self._events,
+            "reload": lambda _engine, _: self._request_reload(),
+        }
+        answer = commands.get(command)
+        if answer is None:
+            raise UnknownCommandError(
+                f"unknown command {command!r}; this daemon knows {', '.join(commands)}"
+            )
+        return answer(engine, arguments)
+
+    def _status(self, engine: Engine) -> dict[str, object]:
+        choice = self.choice
+        assert choice is not None
+        in_force = engine.compiled is not None  # nothing compiled: nothing enforced
+        status = engine.status(str(choice.backend), choice.reason, enforcing=in_force)
+        status["classify_queued"] = self.lifecycle.queued() if self.lifecycle else 0
+        status["persistence"] = {
+            "generation": self.generation,
+            "outlives_daemon": self.persistent,
+            "keep_on_exit": self.options.keep_on_exit,
+        }
+        return status
+
+    def _events(self, engine: Engine, arguments: dict[str, Any]) -> object:
+        if arguments.get("follow"):
+            return self._follow_events(engine)
+        return {"events": [d.to_json() for d in engine.recent]}
+
+    def _request_reload(self) -> dict[str, bool]:
+        self._flags.reload = True
+        return {"reloading": True}
 
 
 def _follow_lock() -> int | None:

@@ -30,6 +30,7 @@ from conftest import (
 from runc_helpers import RuncContainer, runc_container, runc_unavailable_reason
 
 from enforcer import kernel
+from enforcer.errors import DaemonUnavailableError
 
 pytestmark = pytest.mark.root
 
@@ -306,6 +307,16 @@ def test_cli_status_and_stats(
     assert any(
         line.split()[:3] == ["no-recon", "recon", a.id[:12]] for line in table.stdout.splitlines()
     ), table.stdout
+
+
+def test_an_unknown_command_is_refused_naming_the_known_ones(
+    daemon: RunningDaemon, containers: tuple[RuncContainer, RuncContainer]
+) -> None:
+    with pytest.raises(DaemonUnavailableError) as refused:
+        daemon.ask("frobnicate")
+    assert "unknown command 'frobnicate'" in str(refused.value)
+    assert "stats, status, containers, events, reload" in str(refused.value)
+    assert daemon.ask("status")["enforcing"] is True  # and it goes on answering
 
 
 def test_status_fails_when_no_daemon(tmp_path: Path) -> None:
