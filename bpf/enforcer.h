@@ -343,4 +343,15 @@ struct event {
     char args[MAX_ARGS * ARG_LEN];  /* slot i at i * ARG_LEN, NUL-terminated */
 };
 
+/* Each of these bounds an index for the verifier as a mask, x & (N - 1):
+ * unless N is a power of two, that mask would cut valid indexes. */
+#define IS_POWER_OF_TWO(n) ((n) > 0 && ((n) & ((n) - 1)) == 0)
+_Static_assert(IS_POWER_OF_TWO(NAME_LEN), "NAME_LEN is used as a mask");
+_Static_assert(IS_POWER_OF_TWO(WALK_BUF), "WALK_BUF is used as a mask");
+_Static_assert(IS_POWER_OF_TWO(MAX_HITS), "MAX_HITS is used as a mask");
+_Static_assert(IS_POWER_OF_TWO(MAX_EXEC_HITS), "MAX_EXEC_HITS is used as a mask");
+_Static_assert(IS_POWER_OF_TWO(MAX_DEFERRED), "MAX_DEFERRED is used as a mask");
+_Static_assert(IS_POWER_OF_TWO(MAX_DEFAULTS), "MAX_DEFAULTS is used as a mask");
+_Static_assert(IS_POWER_OF_TWO(MAX_CONDITIONS), "MAX_CONDITIONS is used as a mask");
+
 #endif

@@ -116,6 +116,7 @@ BPF_PERCPU_ARRAY(signal_errors, u64, 2);
 BPF_ARRAY(full_maps, u64, FULL_SLOTS);
 
 #define SEEN_BYTES 8192
+_Static_assert(IS_POWER_OF_TWO(SEEN_BYTES), "SEEN_BYTES is used as a mask");
 
 /* Per-CPU scratch: the keys and the walk are too big for the 512-byte stack. */
 struct scratch {
@@ -614,6 +615,9 @@ typedef const char __user *const __user *argv_t;
  * syscall entry saved (struct pt_regs is the x86-64 ABI's layout, the same in
  * every kernel's headers): an exec denied at a pass never reaches the point
  * where the new program's stack holds them. Read only when an event is sent. */
+#ifndef bpf_target_x86
+#error "syscall_argv reads x86-64's syscall numbers and pt_regs: port it to this architecture"
+#endif
 #define NR_EXECVE 59
 #define NR_EXECVEAT 322
 
