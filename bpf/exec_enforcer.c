@@ -141,6 +141,10 @@ struct scratch {
 BPF_PERCPU_ARRAY(scratch_space, struct scratch, 1);
 BPF_PERCPU_ARRAY(held_space, struct held_exec, 1);
 
+/* The event buffer: a ring buffer, or a perf buffer before Linux 5.8. The
+ * choice stays in this file, not in a compat header as libbpf-tools keeps
+ * it: bcc rewrites map method calls (events.ringbuf_reserve) only in the
+ * main source file, and a header's are refused at load (EINVAL). */
 #ifdef USE_PERF_BUFFER
 BPF_PERF_OUTPUT(events);
 BPF_PERCPU_ARRAY(event_space, struct event, 1);
