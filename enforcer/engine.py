@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from enforcer.abi import MAX_COUNTERS, Action, EventKind
 from enforcer.compiler import (
@@ -38,6 +38,7 @@ from enforcer.decision import AnyRule
 from enforcer.errors import EnforcerError
 from enforcer.policy.loader import LoadedPolicy, LoadResult, PolicyProblem
 from enforcer.policy.model import ExecPolicy
+from enforcer.records import CounterKey, KernelEvent
 from enforcer.resolve import HOST_ROOT, ResolveError, RootView, container_root, root_view
 from enforcer.stats import nest_counts
 from enforcer.writable import MAX_WARNINGS, writable_allowed
@@ -57,7 +58,7 @@ class ProgramMaps(Protocol):
     @property
     def reads_callers(self) -> bool: ...
     def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None: ...
-    def counters(self) -> dict[Any, int]: ...
+    def counters(self) -> dict[CounterKey, int]: ...
     def event_drops(self) -> int: ...
     def signal_errors(self) -> tuple[int, int]: ...
     def full_maps(self) -> dict[str, int]: ...
@@ -407,7 +408,7 @@ class Engine:
         container = self._cgroup_owner.get(cgroup_id) or self._departed.get(cgroup_id)
         return (container.id, container.name) if container else (HOST, "")
 
-    def denials(self, kind: EventKind, event: Any) -> list[Denial]:
+    def denials(self, kind: EventKind, event: KernelEvent) -> list[Denial]:
         """Names a kernel rule-hit event (a group hit: each of its rules); records them."""
         if kind is not EventKind.MATCH or event.hit is None:
             return []
@@ -481,10 +482,10 @@ class Engine:
             names = {key: describe(self._ids, key) for key in counters}
         return {"policies": nest_counts(names, counters, self.owner, self._policy_names())}
 
-    def _expanded(self, counters: Mapping[Any, int]) -> dict[Any, int]:
+    def _expanded(self, counters: Mapping[CounterKey, int]) -> dict[CounterKey, int]:
         """Counters with each group hit's count given to every rule of the group."""
         maps = self.compiled.maps if self.compiled else None
-        result: dict[Any, int] = {}
+        result: dict[CounterKey, int] = {}
         for key, count in counters.items():
             members = (
                 maps.expand(Hit(key.policy_id, key.rule_id, key.target_id, key.action))
