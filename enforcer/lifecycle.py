@@ -44,6 +44,7 @@ from enforcer.containers.namespaces import in_host_mount_namespace
 from enforcer.decision import ExecContext, FileIdentity, decide, kills
 from enforcer.engine import Denial, Engine
 from enforcer.errors import EnforcerError
+from enforcer.records import Caller
 from enforcer.resolve import ResolveError, RootView, kernel_dev, resolve_in_root, root_view
 
 log = logging.getLogger(__name__)
@@ -77,30 +78,7 @@ class HeldExecLike(Protocol):
     @property
     def cwd(self) -> str: ...
     @property
-    def caller(self) -> CallerLike: ...
-
-
-class CallerLike(Protocol):
-    """records.Caller: the program that called the held exec (struct caller_info)."""
-
-    @property
-    def path(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def inode(self) -> tuple[int, int]: ...
-    @property
-    def flags(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class EventCaller:
-    """The caller an EVENT_HELD event names: its path only, the rest read from it."""
-
-    path: str
-    name: str = ""
-    inode: tuple[int, int] = (0, 0)
-    flags: int = 0
+    def caller(self) -> Caller: ...
 
 
 class HeldEvent(Protocol):
@@ -133,7 +111,7 @@ class UnstoredHeld:
     invoked: str
     interp_name: str
     cwd: str
-    caller: CallerLike
+    caller: Caller
     # Whether its cgroup was placed is the engine's to say: settled as pending.
     set_id: int = abi.SET_PENDING
 
@@ -170,9 +148,11 @@ def unstored_held(event: HeldEvent) -> UnstoredHeld:
         invoked=event.invoked,
         interp_name=_interpreter_named(event.pid, event.invoked, cwd) if script else "",
         cwd=cwd,
-        caller=EventCaller(
+        # The event names its path only: no inode (held_context then matches by path and name).
+        caller=Caller(
             path=event.caller,
             name=_basename(event.caller),
+            inode=(0, 0),
             flags=CallerFlag.KNOWN if event.caller.startswith("/") else 0,
         ),
     )
