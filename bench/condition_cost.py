@@ -45,8 +45,8 @@ from bench.settings import Settings
 from bench.spawn import LoopResult
 from bench.summary import Summary, optional_summary
 from bench.synthetic import CONDITIONAL_RULES, Condition, with_conditions
-from enforcer import kernel
 from enforcer.containers.model import Container
+from enforcer.kernel import backends
 from enforcer.policy.model import ExecPolicy
 
 # The arguments every exec of the loop gets after argv[0] (the trivial program ignores them).
@@ -171,9 +171,9 @@ class _Configuration:
 
 def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ConditionCost:
     """Measures every configuration for each count of plain rules; needs root."""
-    kernel.ensure_mounts()
-    facts = kernel.probe()
-    choice = kernel.choose_backend(facts)
+    backends.ensure_mounts()
+    facts = backends.probe()
+    choice = backends.choose_backend(facts)
     with bpfstats.stats_enabled(), bench_cgroup() as (cgroup, cgroup_id):
         runner = Runner(binaries, settings, cgroup, neighbours, args=LOOP_ARGS)
         load = Load(choice.backend, facts.ring_buffer, cgroup_id)
@@ -248,7 +248,7 @@ def _loaded(
                 f"has no {PREPARE_EXEC}, Linux 6.10+): calledBy rules cannot be measured"
             )
         attached = {h.prog_id: h.attach for h in hooks}
-        has_prepare_exec = load.backend is kernel.Backend.TRACEPOINT and program.reads_callers
+        has_prepare_exec = load.backend is backends.Backend.TRACEPOINT and program.reads_callers
         if has_prepare_exec and PREPARE_EXEC not in attached.values():
             raise MeasurementError(
                 f"bpftool perf show lists no {PREPARE_EXEC} program of this process (it lists "

@@ -19,8 +19,8 @@ from typing import Any
 
 from bench import proc, processes
 from bench.errors import MeasurementError
-from enforcer.control import request
 from enforcer.errors import DaemonUnavailableError
+from enforcer.service.control import request
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0

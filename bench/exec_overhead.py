@@ -40,13 +40,13 @@ from bench.settings import Settings
 from bench.spawn import LoopResult, run_loop
 from bench.summary import Summary, optional_summary
 from bench.synthetic import allowlist, synthetic
-from enforcer import kernel
-from enforcer.compiler import compile_policies
 from enforcer.containers.model import Container
+from enforcer.enforce.compiler import compile_policies
+from enforcer.kernel import backends
 from enforcer.policy.model import ExecPolicy
 
 if TYPE_CHECKING:
-    from enforcer.bpf_program import ExecProgram
+    from enforcer.bpf.program import ExecProgram
 
 SELECTED = "selected cgroup"
 UNSELECTED = "unselected cgroup"
@@ -162,9 +162,9 @@ class Runner:
 
 def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecOverhead:
     """Measures every configuration of `settings`; needs root."""
-    kernel.ensure_mounts()
-    facts = kernel.probe()
-    choice = kernel.choose_backend(facts)
+    backends.ensure_mounts()
+    facts = backends.probe()
+    choice = backends.choose_backend(facts)
     failure = execsnoop.real_tool_failure()
     tracer_argv = execsnoop.command(use_real_tool=failure is None)
     with bpfstats.stats_enabled(), bench_cgroup() as (cgroup, cgroup_id):
@@ -354,7 +354,7 @@ class _Tool:
 class Load:
     """How the daemon would load its program here, and the real cgroup of container 0."""
 
-    backend: kernel.Backend
+    backend: backends.Backend
     ring_buffer: bool
     cgroup_id: int
 
@@ -365,7 +365,7 @@ def enforcer_program(
 ) -> Iterator[tuple[ExecProgram, list[bpfstats.Hook]]]:
     """The enforcer's program, loaded in this process, its maps filled with these policies;
     and its hooks on exec (sched_process_exec, and sched_prepare_exec where attached)."""
-    from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
+    from enforcer.bpf.program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
 
     program = ExecProgram(load.backend, ring_buffer=load.ring_buffer)
     try:

@@ -26,9 +26,9 @@ from bench import daemon
 from bench.errors import MeasurementError, PrerequisiteError
 from bench.settings import Settings
 from bench.summary import Summary, optional_summary
-from enforcer.control import request
-from enforcer.daemon import FOLLOW_LOCK
-from enforcer.locks import try_lock
+from enforcer.service.control import request
+from enforcer.service.daemon import FOLLOW_LOCK
+from enforcer.service.locks import try_lock
 
 # What root may set here; podman's defaults ask for more (see FIELD-NOTES).
 ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")

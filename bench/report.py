@@ -18,7 +18,7 @@ from bench.storm import Storm
 from bench.summary import Summary
 from bench.synthetic import ARG_VALUES, CALLER_NAMES, CALLER_PATHS
 from bench.syscall_cost import SyscallCost
-from enforcer import table
+from enforcer.cli import table
 
 README_BEGIN = "<!-- results:begin (written by python -m bench) -->"
 README_END = "<!-- results:end -->"

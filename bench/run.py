@@ -33,8 +33,8 @@ from bench.neighbours import Neighbours
 from bench.progress import say
 from bench.results import Results
 from bench.settings import SETTINGS, Mode
-from enforcer import kernel
 from enforcer.errors import EnforcerError
+from enforcer.kernel import backends
 
 BENCH_DIR = Path(__file__).resolve().parent
 SECTIONS = ("exec", "conditions", "syscall", "start-reload", "storm", "race")
@@ -45,7 +45,7 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):  # so every `finally` cleans up
         signal.signal(signum, _interrupt)
     try:
-        kernel.require_root()
+        backends.require_root()
         code = _main(args)
     except EnforcerError as e:
         sys.exit(f"bench: {e}")

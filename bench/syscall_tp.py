@@ -13,16 +13,16 @@ import argparse
 from pathlib import Path
 
 from bench import helper
-from enforcer import kernel
+from enforcer.kernel import backends
 
 SOURCE = Path(__file__).resolve().parent / "c" / "syscall_tp.c"
 
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    kernel.require_root()
+    backends.require_root()
     helper.hold_stop_signals()
-    kernel.ensure_mounts()
+    backends.ensure_mounts()
     from bcc import BPF  # noqa: PLC0415  (after the mounts: bcc fixes tracefs at import)
 
     bpf = BPF(src_file=str(SOURCE).encode())

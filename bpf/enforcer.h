@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* Structs, enums and sizes shared by the BPF programs and by Python.
- * enforcer/abi.py mirrors the enums and sizes; tests/unit/test_abi.py checks
+ * enforcer/bpf/abi.py mirrors the enums and sizes; tests/unit/test_abi.py checks
  * that the two agree. Map key and value layouts reach Python through bcc's
  * generated ctypes (table.Key / table.Leaf, table.event), so they are written
  * only here. Types are bcc's u8..u64, the ones its event decoder knows. */
@@ -142,7 +142,7 @@ struct config_value {
      * container's cgroup, is the runtime's own (runc re-executing itself
      * before it makes the container's namespaces), and no default applies. */
     u32 host_mnt_ns;
-    /* The set-id bank in force (enforcer/bpf_program.py); the kernel never
+    /* The set-id bank in force (enforcer/bpf/program.py); the kernel never
      * reads it: it is kept here for a next daemon that reuses this program. */
     u32 bank;
     /* Random, nonzero, this program's own (see counted_already). */
@@ -301,7 +301,7 @@ enum event_kind {
 #define EXEC_UNSTORED 8    /* EVENT_HELD: held had no room, this event is the only record */
 
 /* The held map's pin name: it changes with struct held_exec's layout (see
- * enforcer/pins.py, which lets go of what an older layout still holds). */
+ * enforcer/bpf/pins.py, which lets go of what an older layout still holds). */
 #define HELD_PIN "held-3"
 
 /* An exec stopped for userspace to decide (key: tgid): in a pending cgroup,

@@ -9,7 +9,7 @@
  * paths resolved to: hardlinks and renames), its basename and the basename it
  * was invoked by (two hash lookups). Nothing loops over rules or containers,
  * so the cost is flat in their number. Policies arrive as map contents
- * (enforcer/compiler.py); this file never changes with them.
+ * (enforcer/enforce/compiler.py); this file never changes with them.
  *
  * Hooks:
  *   sched_process_exec (raw tracepoint, every backend): fires once the exec
@@ -32,7 +32,7 @@
  * daemon has classified the cgroup and kills or continues it. A new
  * container's entrypoint therefore never runs before its policies apply.
  *
- * Rule conditions (match.calledBy, match.args; enforcer/conditions.py): the
+ * Rule conditions (match.calledBy, match.args; enforcer/enforce/conditions.py): the
  * calling program is the caller's mm->exe_file, read before the new image
  * replaces it, in the pass hook or, on the tracepoint backend, in
  * sched_prepare_exec (Linux 6.10+), and kept per thread (callers) until
@@ -41,7 +41,7 @@
  * when a hit with an args condition was found: the lookups return the bits of
  * the conditions they satisfy, and each hit tests its own.
  *
- * Build variants (-D, chosen by enforcer/kernel.py):
+ * Build variants (-D, chosen by enforcer/kernel/backends.py):
  *   BACKEND_LSM, BACKEND_KPROBE  the pass hook, as above
  *   HAS_PREPARE_EXEC  the tracepoint backend reads callers in sched_prepare_exec
  *   OFF_*             struct offsets from the running kernel's BTF
@@ -416,7 +416,7 @@ static __always_inline void match_file(struct scratch *s, u32 set_id, u32 flags,
 }
 
 /* bprm->file, bprm->filename and bprm->interp, in one read where they lie
- * close together (BPRM_BLOCK_*, from enforcer/layout.py). */
+ * close together (BPRM_BLOCK_*, from enforcer/kernel/layout.py). */
 struct bprm_fields {
     const void *file;
     const char *filename;

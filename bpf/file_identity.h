@@ -5,7 +5,7 @@
  *
  * Every struct is read with bpf_probe_read_kernel at byte offsets the daemon
  * takes from the running kernel's BTF and passes as -D flags (OFF_*, see
- * enforcer/layout.py): the headers bcc compiles against may belong to another
+ * enforcer/kernel/layout.py): the headers bcc compiles against may belong to another
  * kernel, and their layouts would be wrong.
  *
  * The path walk is d_path's: up the dentries to the root of their mount, then
@@ -182,7 +182,7 @@ static __always_inline int read_file_facts(struct file_facts *out, const void *f
     if (!file)
         return -1;
 #if defined(FILE_BLOCK_LEN) && OFF_PATH_MNT == 0 && OFF_PATH_DENTRY == 8
-    /* f_inode and f_path in one read (FILE_BLOCK_*, from enforcer/layout.py). */
+    /* f_inode and f_path in one read (FILE_BLOCK_*, from enforcer/kernel/layout.py). */
     u64 block[FILE_BLOCK_LEN / 8] = {};
     bpf_probe_read_kernel(block, sizeof(block), (const char *)file + FILE_BLOCK_START);
     out->inode = (void *)block[(OFF_FILE_INODE - FILE_BLOCK_START) / 8];

@@ -1,5 +1,5 @@
 """`python -m enforcer` is the `enforcer` command."""
 
-from enforcer.cli import main
+from enforcer.cli.main import main
 
 main()

@@ -9,7 +9,7 @@
  *
  * -DCGROUP_ID=N                the cgroup v2 id (its directory's inode number)
  * -DTARGET_NAME="name"         the basename to kill
- * -DOFF_BPRM_FILE=N ... OFF_QSTR_NAME=N   offsets, as enforcer/layout.py names them */
+ * -DOFF_BPRM_FILE=N ... OFF_QSTR_NAME=N   offsets, as enforcer/kernel/layout.py names them */
 #define SIGKILL 9
 #define TARGET_LEN (sizeof(TARGET_NAME) - 1)
 

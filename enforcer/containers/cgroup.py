@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enforcer.errors import KernelSupportError
-from enforcer.mounts import first_mount_of
+from enforcer.kernel.mounts import first_mount_of
 
 _ID = r"(?P<id>[0-9a-f]{64})"
 

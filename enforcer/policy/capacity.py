@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from enforcer.compiler import compile_policies
 from enforcer.containers.model import Container
+from enforcer.enforce.compiler import compile_policies
 from enforcer.errors import CompileError
 from enforcer.policy.loader import SetProblem
 from enforcer.policy.model import ExecPolicy, Match, Selector

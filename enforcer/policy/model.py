@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from enforcer import abi
+from enforcer.bpf import abi
 from enforcer.policy.images import check_image_pattern
 
 # Bounds from the sizes the kernel side keys on (abi, from bpf/enforcer.h), in

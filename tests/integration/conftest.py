@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from podman_helpers import debian_image_unavailable_reason, import_debian_image
 
-from enforcer import kernel
-from enforcer.control import request
 from enforcer.errors import DaemonUnavailableError
+from enforcer.kernel import backends
+from enforcer.service.control import request
 
 HELPERS = Path(__file__).resolve().parent.parent / "helpers"
 # Compiling the BPF program takes about 1 s here, 30-45 s under emulation
@@ -163,8 +163,8 @@ def exec_program_class() -> Any:
     reason = bpf_unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    kernel.ensure_mounts()
-    from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (a compile needs the mounts)
+    backends.ensure_mounts()
+    from enforcer.bpf.program import ExecProgram  # noqa: PLC0415  (a compile needs the mounts)
 
     return ExecProgram
 

@@ -16,8 +16,8 @@ from conftest import host_policy as host_policy_file
 from conftest import requested_backend, start_daemon
 from test_bpf_program import host_policy
 
-from enforcer import kernel
-from enforcer.compiler import compile_policies
+from enforcer.enforce.compiler import compile_policies
+from enforcer.kernel import backends
 
 pytestmark = pytest.mark.root
 
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.root
 CHILD = """
 import sys
 from pathlib import Path
-from enforcer import kernel
+from enforcer.kernel import backends
 kernel.ensure_mounts()
-from enforcer.bpf_program import ExecProgram
+from enforcer.bpf.program import ExecProgram
 facts = kernel.probe()
 backend = kernel.choose_backend(facts, kernel.Backend(sys.argv[2])).backend
 program = ExecProgram(backend, ring_buffer=facts.ring_buffer, cache_dir=Path(sys.argv[1]))
@@ -38,8 +38,8 @@ print("".join(line for line in open("/proc/self/maps") if "libbcc" in line or "L
 
 @pytest.fixture
 def make_program(exec_program_class: Any) -> Iterator[Any]:
-    facts = kernel.probe()
-    backend = kernel.choose_backend(facts, kernel.Backend(requested_backend())).backend
+    facts = backends.probe()
+    backend = backends.choose_backend(facts, backends.Backend(requested_backend())).backend
     made: list[Any] = []
 
     def make(cache_dir: Path) -> Any:

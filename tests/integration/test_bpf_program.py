@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from conftest import requested_backend
 
-from enforcer import abi, kernel
-from enforcer.compiler import compile_policies
+from enforcer.bpf import abi
 from enforcer.containers import Container, cgroup_v2_path_of_pid, find_cgroup2_mount
+from enforcer.enforce.compiler import compile_policies
+from enforcer.kernel import backends
 from enforcer.policy.model import ExecPolicy
 
 pytestmark = pytest.mark.root
@@ -30,10 +31,10 @@ KILLED = -signal.SIGKILL
 
 @pytest.fixture(params=[True, False], ids=["ring-buffer", "perf-buffer"])
 def program(request: pytest.FixtureRequest, exec_program_class: Any) -> Iterator[Any]:
-    facts = kernel.probe()
+    facts = backends.probe()
     if request.param and not facts.ring_buffer:
         pytest.skip(f"kernel {facts.release} has no BPF ring buffer")
-    backend = kernel.choose_backend(facts, kernel.Backend(requested_backend())).backend
+    backend = backends.choose_backend(facts, backends.Backend(requested_backend())).backend
     loaded = exec_program_class(backend, ring_buffer=request.param)
     try:
         yield loaded
@@ -226,7 +227,7 @@ def test_a_default_deny_fails_the_exec_where_the_kernel_can_and_kills_elsewhere(
         spec["spec"]["default"] = "deny"
         program.apply(compile_policies([ExecPolicy.model_validate(spec)], [container]).maps)
         result = exec_in_cgroup(cgroup, tmp_path / "other")
-        if program.info.backend is kernel.Backend.LSM:
+        if program.info.backend is backends.Backend.LSM:
             assert result.returncode == 126 and "Operation not permitted" in result.stderr
         else:
             assert result.returncode == KILLED
@@ -240,8 +241,8 @@ def test_an_exec_two_programs_decide_is_counted_once(
     exec_program_class: Any, tmp_path: Path
 ) -> None:
     """As at a generation handover whose switch falls between the two programs' runs."""
-    facts = kernel.probe()
-    backend = kernel.choose_backend(facts, kernel.Backend(requested_backend())).backend
+    facts = backends.probe()
+    backend = backends.choose_backend(facts, backends.Backend(requested_backend())).backend
     pin_dir = Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
     name = f"enforcer-test-{secrets.token_hex(4)}"
     shutil.copy2("/bin/true", tmp_path / name)

@@ -26,8 +26,8 @@ from conftest import RunningDaemon, bpf_unavailable_reason, host_policy, start_d
 from runc_helpers import runc_container, runc_unavailable_reason
 from test_service import WATCHDOG_USEC, NotifySocket
 
-from enforcer import abi
-from enforcer.bpf_maps import open_pinned
+from enforcer.bpf import abi
+from enforcer.bpf.maps import open_pinned
 from enforcer.containers import cgroup_v2_path_of_pid, find_cgroup2_mount
 
 pytestmark = pytest.mark.root

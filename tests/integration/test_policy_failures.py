@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from conftest import RunningDaemon, host_policy, requested_backend, start_daemon
 
-from enforcer import abi
+from enforcer.bpf import abi
 
 pytestmark = pytest.mark.root
 

@@ -1,6 +1,6 @@
 """The rule-conditions benchmark's policies and arithmetic (bench/synthetic.py, bench/bpfstats.py).
 
-The policies are replayed through the enforcer's own decision (enforcer.decision): the
+The policies are replayed through the enforcer's own decision (enforcer.enforce.decision): the
 configurations the benchmark measures must name nothing the loop runs, and never meet a
 condition, or the figures would be a hit's and not a condition's; its check loops must meet
 theirs, with audit. No root, no BPF.
@@ -13,9 +13,9 @@ import pytest
 from bench.bpfstats import RunTotals, ns_per_exec, ns_per_run
 from bench.condition_cost import LOOP_ARGS, MET_ARG
 from bench.synthetic import CONDITIONAL_RULES, Condition, with_conditions
-from enforcer.abi import Action
-from enforcer.compiler import compile_policies, describe
-from enforcer.decision import ExecContext, FileIdentity, decide
+from enforcer.bpf.abi import Action
+from enforcer.enforce.compiler import compile_policies, describe
+from enforcer.enforce.decision import ExecContext, FileIdentity, decide
 
 CGROUP = 4242
 PROGRAM = FileIdentity(path="/tmp/enforcer-bench-x/trivial", names=("trivial",))

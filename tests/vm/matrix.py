@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enforcer.kernel import PREFERENCE
+from enforcer.kernel.backends import PREFERENCE
 
 # The order `enforcer doctor` prefers them in.
 BACKENDS = tuple(str(backend) for backend in PREFERENCE)

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from enforcer import kernel
-from enforcer.compiler import compile_policies
-from enforcer.kernel import Backend
+from enforcer.enforce.compiler import compile_policies
+from enforcer.kernel import backends
+from enforcer.kernel.backends import Backend
 from enforcer.policy.model import ExecPolicy
 
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -61,11 +61,11 @@ def prog_stats(program_ids: tuple[int, ...]) -> dict[int, tuple[str, int, int]]:
 
 
 def measure(backend: Backend, execs: int) -> dict[str, object]:
-    kernel.require_root()
-    kernel.ensure_mounts()
-    facts = kernel.probe()
-    choice = kernel.choose_backend(facts, backend)
-    from enforcer.bpf_program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
+    backends.require_root()
+    backends.ensure_mounts()
+    facts = backends.probe()
+    choice = backends.choose_backend(facts, backend)
+    from enforcer.bpf.program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
 
     program = ExecProgram(choice.backend, ring_buffer=facts.ring_buffer)
     previous = STATS_SYSCTL.read_text().strip()

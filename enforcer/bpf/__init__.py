@@ -1,0 +1,1 @@
+"""The exec program: its ABI, compiling and loading it, its maps, links and pins."""

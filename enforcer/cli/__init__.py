@@ -1,0 +1,1 @@
+"""The `enforcer` command and its one-shot tools."""

@@ -1,0 +1,1 @@
+"""Policies onto containers: map contents, held-exec decisions, the engine, lifecycle."""

@@ -1,0 +1,1 @@
+"""The daemon and what it talks through: control socket, systemd, metrics, logs."""
