@@ -26,10 +26,10 @@ CHILD = """
 import sys
 from pathlib import Path
 from enforcer.kernel import backends
-kernel.ensure_mounts()
+backends.ensure_mounts()
 from enforcer.bpf.program import ExecProgram
-facts = kernel.probe()
-backend = kernel.choose_backend(facts, kernel.Backend(sys.argv[2])).backend
+facts = backends.probe()
+backend = backends.choose_backend(facts, backends.Backend(sys.argv[2])).backend
 program = ExecProgram(backend, ring_buffer=facts.ring_buffer, cache_dir=Path(sys.argv[1]))
 print("cached" if program.info.from_cache else "compiled")
 print("".join(line for line in open("/proc/self/maps") if "libbcc" in line or "LLVM" in line))
