@@ -31,6 +31,7 @@ from typing import Generic, Protocol, TypeVar
 from enforcer.bpf import abi
 from enforcer.bpf.abi import Action, SetFlag
 from enforcer.containers.model import Container
+from enforcer.enforce import keys
 from enforcer.enforce.conditions import CallerEntry, Conditions
 from enforcer.enforce.resolve import ResolvedPath, RootView
 from enforcer.errors import CompileError
@@ -656,20 +657,19 @@ def _add_policy(
         rule_id = ids.rules.number((policy.name, rule.name))
         caller = tables.conditions.caller(set_id, rule.match.called_by, canonical)
         args = tables.conditions.args(set_id, rule.match.args)
-        for target, written_key in _targets(rule.match.names, rule.match.paths, rule.match.dirs):
+        for target in _targets(rule.match.names, rule.match.paths, rule.match.dirs):
             hit = Hit(policy_id, rule_id, ids.targets.number(target), action, caller, args)
-            key = _resolved_key(target, written_key, canonical)
-            tables.add(set_id, target, key, hit)
+            tables.add(set_id, target, _resolved_key(target, canonical), hit)
 
 
-def _resolved_key(target: Target, key: str, canonical: Mapping[str, str]) -> str:
+def _resolved_key(target: Target, canonical: Mapping[str, str]) -> str:
+    """The key of a target in a set whose paths and dirs resolve as `canonical` says."""
     if target.kind is TargetKind.NAME:
-        return key
-    written = target.value if target.kind is TargetKind.PATH else target.value.rstrip("/") or "/"
-    resolved = canonical.get(written)
-    if resolved is None:
-        return key
-    return resolved + "\0" if target.kind is TargetKind.PATH else resolved.rstrip("/") + "/"
+        return target.value
+    if target.kind is TargetKind.PATH:
+        return keys.path_key(canonical.get(target.value, target.value))
+    written = keys.dir_path(target.value)
+    return keys.dir_key(canonical.get(written, written))
 
 
 def _action(mode: Mode, action: RuleAction) -> Action:
@@ -681,16 +681,13 @@ def _action(mode: Mode, action: RuleAction) -> Action:
     return Action.DENY if action is RuleAction.DENY else Action.KILL
 
 
-def _targets(
-    names: Iterable[str], paths: Iterable[str], dirs: Iterable[str]
-) -> Iterable[tuple[Target, str]]:
+def _targets(names: Iterable[str], paths: Iterable[str], dirs: Iterable[str]) -> Iterable[Target]:
     for name in names:
-        yield Target(TargetKind.NAME, name), name
+        yield Target(TargetKind.NAME, name)
     for path in paths:
-        yield Target(TargetKind.PATH, path), path + "\0"
+        yield Target(TargetKind.PATH, path)
     for directory in dirs:
-        key = directory if directory.endswith("/") else directory + "/"
-        yield Target(TargetKind.DIR, key), key
+        yield Target(TargetKind.DIR, keys.dir_key(directory))
 
 
 def _inherit_dir_hits(paths: dict[tuple[int, str], list[Hit]]) -> dict[tuple[int, str], list[Hit]]:
@@ -698,9 +695,8 @@ def _inherit_dir_hits(paths: dict[tuple[int, str], list[Hit]]) -> dict[tuple[int
     result: dict[tuple[int, str], list[Hit]] = {}
     for (set_id, key), hits in paths.items():
         merged = list(hits)
-        for cut in range(len(key) - 1):
-            if key[cut] == "/":
-                merged.extend(paths.get((set_id, key[: cut + 1]), ()))
+        for above in keys.dirs_above(key):
+            merged.extend(paths.get((set_id, above), ()))
         result[(set_id, key)] = merged
     return result
 
@@ -711,7 +707,7 @@ def _inherit_dir_bits(
     """Adds to each caller path entry the bits of every directory entry above it."""
     result: dict[tuple[int, str], CallerEntry] = {}
     for (set_id, key), own in paths.items():
-        above = (paths.get((set_id, key[: cut + 1])) for cut in range(len(key) - 1))
+        above = (paths.get((set_id, directory)) for directory in keys.dirs_above(key))
         bits = (entry.bits for entry in above if entry is not None)
         result[(set_id, key)] = own.adding(functools.reduce(operator.or_, bits, 0))
     return result

@@ -31,14 +31,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from enforcer.bpf import abi
+from enforcer.enforce.keys import MAX_DIR_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, dir_path, utf8_len
 from enforcer.policy.images import check_image_pattern
-
-# Bounds from the sizes the kernel side keys on (abi, from bpf/enforcer.h), in
-# UTF-8 bytes: a basename key and a path key each hold a NUL.
-MAX_NAME_BYTES = abi.NAME_LEN - 1
-MAX_PATH_BYTES = abi.PATH_LEN - 2
-# A directory is stored with a trailing '/' (so it matches what lies below) plus the NUL.
-MAX_DIR_BYTES = abi.PATH_LEN - 3
 
 MAX_LABEL_LEN = 63
 MAX_CONTAINER_ID_LEN = 128
@@ -144,10 +138,6 @@ def _check_label(value: str) -> str:
     return value
 
 
-def _utf8_len(value: str) -> int:
-    return len(value.encode("utf-8"))  # after _check_text: no surrogates
-
-
 def _check_basename(value: str) -> str:
     if value in ("", ".", ".."):
         raise ValueError(f"{value!r} is not a program name: give the file name, e.g. 'nc'")
@@ -156,9 +146,9 @@ def _check_basename(value: str) -> str:
             f"{value!r} contains '/': names are basenames such as 'nc'; "
             "put a full path under 'paths' or a directory under 'dirs'"
         )
-    if _utf8_len(value) > MAX_NAME_BYTES:
+    if utf8_len(value) > MAX_NAME_BYTES:
         raise ValueError(
-            f"{value!r} is {_utf8_len(value)} bytes long: names may be at most {MAX_NAME_BYTES} "
+            f"{value!r} is {utf8_len(value)} bytes long: names may be at most {MAX_NAME_BYTES} "
             f"bytes of UTF-8 (the kernel keys basenames on {abi.NAME_LEN} bytes including the "
             "NUL); match it by 'paths' or 'dirs' instead"
         )
@@ -195,9 +185,9 @@ def _check_path(value: str) -> str:
             f"{value!r} ends with '/': a path names one file; "
             "to match everything below a directory put it under 'dirs'"
         )
-    if _utf8_len(value) > MAX_PATH_BYTES:
+    if utf8_len(value) > MAX_PATH_BYTES:
         raise ValueError(
-            f"{value!r} is {_utf8_len(value)} bytes long: paths may be at most {MAX_PATH_BYTES} "
+            f"{value!r} is {utf8_len(value)} bytes long: paths may be at most {MAX_PATH_BYTES} "
             f"bytes of UTF-8 (the kernel keeps {abi.PATH_LEN} bytes of the path including the "
             "NUL); match a parent directory under 'dirs' instead"
         )
@@ -206,10 +196,10 @@ def _check_path(value: str) -> str:
 
 def _normalise_dir(value: str) -> str:
     _check_absolute(value, "dirs")
-    normalised = value.rstrip("/") or "/"
-    if _utf8_len(normalised) > MAX_DIR_BYTES:
+    normalised = dir_path(value)
+    if utf8_len(normalised) > MAX_DIR_BYTES:
         raise ValueError(
-            f"{normalised!r} is {_utf8_len(normalised)} bytes long: dirs may be at most "
+            f"{normalised!r} is {utf8_len(normalised)} bytes long: dirs may be at most "
             f"{MAX_DIR_BYTES} bytes of UTF-8 (the kernel keeps {abi.PATH_LEN} bytes of the path "
             "including the trailing '/' and the NUL); use a shorter parent directory"
         )
@@ -385,9 +375,9 @@ class CalledBy(_Files):
 
 
 def _check_arg_value(value: str) -> str:
-    if _utf8_len(value) > MAX_ARG_BYTES:
+    if utf8_len(value) > MAX_ARG_BYTES:
         raise ValueError(
-            f"{value!r} is {_utf8_len(value)} bytes long: the kernel compares each of the first "
+            f"{value!r} is {utf8_len(value)} bytes long: the kernel compares each of the first "
             f"{abi.MATCH_ARGS} arguments after argv[0] whole, and only those of at most "
             f"{MAX_ARG_BYTES} bytes of UTF-8 (it reads {abi.ARG_KEY_LEN} bytes, NUL included), "
             "so no argument could ever equal this value; match the program alone, or a "
