@@ -21,8 +21,9 @@ from typing import TypeVar
 from enforcer.bpf import abi
 from enforcer.bpf.abi import Action
 from enforcer.enforce import keys
-from enforcer.enforce.compiler import Hit, MapContents, path_targets
+from enforcer.enforce.compiler import path_targets
 from enforcer.enforce.conditions import CallerEntry
+from enforcer.enforce.map_contents import Hit, MapContents
 from enforcer.enforce.resolve import RootView
 from enforcer.policy.model import DefaultAction, ExecPolicy, RuleAction
 

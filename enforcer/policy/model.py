@@ -38,9 +38,9 @@ MAX_LABEL_LEN = 63
 MAX_CONTAINER_ID_LEN = 128
 
 # Entries one rule may list, bounded by the kernel maps: rule entries get half of each map, the
-# other half holds the old set while the kernel switches to a new one (see compiler
-# `_check_capacity`). Paths and dirs share one map. What all policies together need is checked
-# by `enforcer check` (enforcer.policy.capacity).
+# other half holds the old set while the kernel switches to a new one (see
+# `enforcer.enforce.map_contents.check_capacity`). Paths and dirs share one map. What all
+# policies together need is checked by `enforcer check` (enforcer.policy.capacity).
 MAX_NAMES_PER_RULE = abi.MAX_NAME_ENTRIES // 2
 MAX_PATHS_PER_RULE = abi.MAX_PATH_ENTRIES // 2
 # An argument value is compared whole, within the kernel's key: an argument that fills the
