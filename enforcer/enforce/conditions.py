@@ -18,7 +18,7 @@ from enforcer.bpf import abi
 from enforcer.enforce import keys
 from enforcer.enforce.resolve import RootView
 from enforcer.errors import CompileError
-from enforcer.policy.model import Args, CalledBy
+from enforcer.policy.match import Args, CalledBy
 
 Key = TypeVar("Key", tuple[int, str], tuple[int, int, int])
 

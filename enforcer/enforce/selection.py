@@ -13,7 +13,8 @@ from types import MappingProxyType
 
 from enforcer.containers.model import Container
 from enforcer.policy.images import image_matches
-from enforcer.policy.model import ContainerSelector, ExecPolicy, NamespaceSelector, Selector
+from enforcer.policy.model import ExecPolicy
+from enforcer.policy.selectors import ContainerSelector, NamespaceSelector, Selector
 
 # Named network namespaces (`ip netns list`) -> inode number; the caller reads /run/netns.
 NO_NETNS: Mapping[str, int] = MappingProxyType({})
@@ -35,7 +36,7 @@ def select(
     """The containers one policy's selector picks out of those that exist, in their order.
 
     A container is picked when it passes every check the selector's keys ask for (see
-    `enforcer.policy.model.Selector`). `netns` maps network namespace names to inode numbers,
+    `enforcer.policy.selectors.Selector`). `netns` maps network namespace names to inode numbers,
     as the caller found them in /run/netns. An id that resolves to no single container and a
     network namespace name missing from `netns` select nothing and are listed as unresolved.
     """

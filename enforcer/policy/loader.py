@@ -35,13 +35,14 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from enforcer.errors import PolicyError
-from enforcer.policy.model import LOCATED_ERROR_TYPE, ExecPolicy
+from enforcer.policy.fields import LOCATED_ERROR_TYPE
+from enforcer.policy.model import ExecPolicy
 from enforcer.policy.permissions import unsafe_reason
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 
 # What one policy file may cost to read. A policy that fills the kernel's name map (32768
-# names in one rule, see model.MAX_NAMES_PER_RULE) is about 330 KiB of YAML and 33000 nodes:
+# names in one rule, see match.MAX_NAMES_PER_RULE) is about 330 KiB of YAML and 33000 nodes:
 # the bounds leave room for that and refuse what only an attack or an accident makes.
 MAX_FILE_BYTES = 1 << 20  # 1 MiB
 MAX_YAML_NODES = 1 << 17  # 131072, in all the documents of one file, aliases expanded
@@ -506,7 +507,7 @@ def _validation_problem(error: ErrorDetails, document: CommentedMap, source: Pat
     loc: Loc = tuple(error["loc"])
     ctx = error.get("ctx") or {}
     if error["type"] == LOCATED_ERROR_TYPE:
-        # model.located_error: the validator blames an item below the field it validated.
+        # fields.located_error: the validator blames an item below the field it validated.
         loc += tuple(ctx["loc"])
         return _problem_at(document, source, loc, str(ctx["message"]))
     if error["type"] == "missing":
@@ -621,7 +622,7 @@ _TYPE_MESSAGES = {
     "model_type": "must be a mapping of keys to values, not {input}",
     "model_attributes_type": "must be a mapping of keys to values, not {input}",
     "dict_type": "must be a mapping of keys to values, not {input}",
-    # Booleans are strict (model.Selector): "yes", "on", 1 or "true" are not read as true.
+    # Booleans are strict (selectors.Selector): "yes", "on", 1 or "true" are not read as true.
     "bool_type": "must be true or false, not {shown}: write true or false, without quotes",
 }
 
