@@ -38,8 +38,9 @@ from enforcer.enforce.selection import select
 from enforcer.enforce.stats import nest_counts
 from enforcer.enforce.writable import MAX_WARNINGS, writable_allowed
 from enforcer.errors import EnforcerError
-from enforcer.policy.loader import LoadedPolicy, LoadResult, PolicyProblem
+from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.model import ExecPolicy
+from enforcer.policy.problems import PolicyProblem
 
 log = logging.getLogger(__name__)
 
