@@ -15,7 +15,7 @@ class EnforcerError(Exception):
 class PolicyError(EnforcerError):
     """Raised when policy files are invalid; carries every problem found.
 
-    `problems` holds `enforcer.policy.loader.PolicyProblem` objects, each naming
+    `problems` holds `enforcer.policy.problems.PolicyProblem` objects, each naming
     the file, the line, the field path and what to change.
     """
 

@@ -33,8 +33,8 @@ from enforcer.bpf.maps import Map
 from enforcer.bpf.pins import Reusable
 from enforcer.bpf.records import Caller, CounterKey, HeldExec, KernelEvent
 from enforcer.containers.namespaces import host_mount_namespace
-from enforcer.enforce.compiler import GROUP_POLICY_ID, Hit, MapContents
 from enforcer.enforce.conditions import CallerEntry
+from enforcer.enforce.map_contents import GROUP_POLICY_ID, Hit, MapContents
 from enforcer.errors import BpfLoadError, MapWriteError
 from enforcer.kernel import backends
 from enforcer.kernel.backends import KPROBE_PASS_FUNCTION, Backend

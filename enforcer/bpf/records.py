@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from enforcer.bpf.abi import Action, EventKind
-from enforcer.enforce.compiler import Hit
+from enforcer.enforce.map_contents import Hit
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,8 @@ def check(paths: tuple[Path, ...]) -> None:
     kernel's maps for all of them in a container they all select.
     """
     from enforcer.policy.capacity import set_problems  # noqa: PLC0415
-    from enforcer.policy.loader import load_policies, printable  # noqa: PLC0415
+    from enforcer.policy.loader import load_policies  # noqa: PLC0415
+    from enforcer.policy.problems import printable  # noqa: PLC0415
 
     result = load_policies(paths, check_set=set_problems)
     for problem in result.problems:

@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple, TypeVar
 
 from enforcer.bpf import abi
+from enforcer.enforce import keys
 from enforcer.enforce.resolve import RootView
 from enforcer.errors import CompileError
-from enforcer.policy.model import Args, CalledBy
+from enforcer.policy.match import Args, CalledBy
 
 Key = TypeVar("Key", tuple[int, str], tuple[int, int, int])
 
@@ -103,12 +104,12 @@ class Conditions:
             _add(self.caller_names, (set_id, name), self._entry("name", name, bit))
         for path in called_by.paths:
             entry = self._entry("path", path, bit)
-            _add(self.caller_paths, (set_id, canonical.get(path, path) + "\0"), entry)
+            _add(self.caller_paths, (set_id, keys.path_key(canonical.get(path, path))), entry)
             _add(self._by_path, (set_id, path), entry)
         for directory in called_by.dirs:
-            written = directory.rstrip("/") or "/"
-            below = canonical.get(written, written).rstrip("/") + "/"
-            entry = self._entry("dir", written.rstrip("/") + "/", bit)
+            written = keys.dir_path(directory)
+            below = keys.dir_key(canonical.get(written, written))
+            entry = self._entry("dir", keys.dir_key(written), bit)
             _add(self.caller_paths, (set_id, below), entry)
 
     def _entry(self, kind: str, text: str, bit: int) -> CallerEntry:

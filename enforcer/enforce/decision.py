@@ -20,8 +20,10 @@ from typing import TypeVar
 
 from enforcer.bpf import abi
 from enforcer.bpf.abi import Action
-from enforcer.enforce.compiler import Hit, MapContents, path_targets
+from enforcer.enforce import keys
+from enforcer.enforce.compiler import path_targets
 from enforcer.enforce.conditions import CallerEntry
+from enforcer.enforce.map_contents import Hit, MapContents
 from enforcer.enforce.resolve import RootView
 from enforcer.policy.model import DefaultAction, ExecPolicy, RuleAction
 
@@ -109,14 +111,14 @@ def longest_entry(
     table: Mapping[tuple[int, str], Entry], set_id: int, filename: str, none: Entry
 ) -> Entry:
     """The kernel's LPM lookup: the exact path's entry, else the deepest directory's."""
-    exact = table.get((set_id, filename + "\0"))
+    key = keys.path_key(filename)
+    exact = table.get((set_id, key))
     if exact is not None:
         return exact
-    for cut in range(len(filename) - 1, -1, -1):
-        if filename[cut] == "/":
-            found = table.get((set_id, filename[: cut + 1]))
-            if found is not None:
-                return found
+    for directory in reversed(list(keys.dirs_above(key))):
+        found = table.get((set_id, directory))
+        if found is not None:
+            return found
     return none
 
 
@@ -215,7 +217,7 @@ class AnyRule:
                 return True
         for directory in self._dirs:
             resolved = view.get(directory)
-            below = (resolved.canonical if resolved else directory).rstrip("/") + "/"
+            below = keys.dir_key(resolved.canonical if resolved else directory)
             if file.path.startswith(below):
                 return True
         return False

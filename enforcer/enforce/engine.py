@@ -24,24 +24,23 @@ from enforcer.containers.model import Container
 from enforcer.enforce.compiler import (
     HOST_VIEW,
     Compiled,
-    Hit,
-    Ids,
-    MapContents,
     compile_policies,
-    describe,
     inode_entries,
     path_targets,
-    select,
     set_key,
 )
 from enforcer.enforce.conditions import CallerEntry
 from enforcer.enforce.decision import AnyRule
+from enforcer.enforce.ids import Ids, describe
+from enforcer.enforce.map_contents import Hit, MapContents
 from enforcer.enforce.resolve import HOST_ROOT, ResolveError, RootView, container_root, root_view
+from enforcer.enforce.selection import select
 from enforcer.enforce.stats import nest_counts
 from enforcer.enforce.writable import MAX_WARNINGS, writable_allowed
 from enforcer.errors import EnforcerError
-from enforcer.policy.loader import LoadedPolicy, LoadResult, PolicyProblem
+from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.model import ExecPolicy
+from enforcer.policy.problems import PolicyProblem
 
 log = logging.getLogger(__name__)
 

@@ -41,9 +41,9 @@ from enforcer.bpf.records import Caller
 from enforcer.containers.cgroup import cgroup_dir, cgroup_v2_path_of_pid, find_cgroup2_mount
 from enforcer.containers.model import Container
 from enforcer.containers.namespaces import in_host_mount_namespace
-from enforcer.enforce.compiler import Hit
 from enforcer.enforce.decision import ExecContext, FileIdentity, decide, kills
 from enforcer.enforce.engine import Denial, Engine
+from enforcer.enforce.map_contents import Hit
 from enforcer.enforce.resolve import ResolveError, RootView, kernel_dev, resolve_in_root, root_view
 from enforcer.errors import EnforcerError
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from enforcer.bpf.abi import Action
 from enforcer.bpf.records import CounterKey
-from enforcer.enforce.compiler import CounterName
+from enforcer.enforce.ids import CounterName
 
 
 def nest_counts(

@@ -24,7 +24,9 @@ from enforcer.containers.model import Container
 from enforcer.enforce.compiler import compile_policies
 from enforcer.errors import CompileError
 from enforcer.policy.loader import SetProblem
-from enforcer.policy.model import ExecPolicy, Match, Selector
+from enforcer.policy.match import Match
+from enforcer.policy.model import ExecPolicy
+from enforcer.policy.selectors import Selector
 
 # The one container every container policy is compiled for; no I/O ever looks it up.
 _EVERY_POLICY_CONTAINER = Container(id="enforcer-check", runtime="check", cgroup_ids=(1,))

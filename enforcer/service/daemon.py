@@ -28,8 +28,8 @@ from enforcer.bpf.pins import PinDir
 from enforcer.bpf.records import KernelEvent
 from enforcer.containers.inventory import discover, identify
 from enforcer.containers.netns import named_netns
-from enforcer.enforce.compiler import Ids
 from enforcer.enforce.engine import Denial, Engine
+from enforcer.enforce.ids import Ids
 from enforcer.enforce.lifecycle import Lifecycle
 from enforcer.errors import EnforcerError
 from enforcer.kernel import backends

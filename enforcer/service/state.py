@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from enforcer.enforce.compiler import Ids, Target, TargetKind
+from enforcer.enforce.ids import Ids, Target, TargetKind
 
 log = logging.getLogger(__name__)
 

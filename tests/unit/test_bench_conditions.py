@@ -14,8 +14,9 @@ from bench.bpfstats import RunTotals, ns_per_exec, ns_per_run
 from bench.condition_cost import LOOP_ARGS, MET_ARG
 from bench.synthetic import CONDITIONAL_RULES, Condition, with_conditions
 from enforcer.bpf.abi import Action
-from enforcer.enforce.compiler import compile_policies, describe
+from enforcer.enforce.compiler import compile_policies
 from enforcer.enforce.decision import ExecContext, FileIdentity, decide
+from enforcer.enforce.ids import describe
 
 CGROUP = 4242
 PROGRAM = FileIdentity(path="/tmp/enforcer-bench-x/trivial", names=("trivial",))

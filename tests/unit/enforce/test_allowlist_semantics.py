@@ -9,14 +9,9 @@ from pydantic import ValidationError
 
 from enforcer.bpf.abi import Action, SetFlag
 from enforcer.containers.model import Container
-from enforcer.enforce.compiler import (
-    DEFAULT_RULE,
-    DEFAULT_TARGET,
-    Compiled,
-    compile_policies,
-    describe,
-)
+from enforcer.enforce.compiler import Compiled, compile_policies
 from enforcer.enforce.decision import AnyRule, FileIdentity, decide
+from enforcer.enforce.ids import DEFAULT_RULE, DEFAULT_TARGET, describe
 from enforcer.policy.model import ExecPolicy
 
 WEB = Container(id="a" * 64, runtime="runc", cgroup_ids=(101,))

@@ -16,19 +16,11 @@ import pytest
 from enforcer.bpf import abi
 from enforcer.bpf.abi import Action
 from enforcer.containers import Container
-from enforcer.enforce.compiler import (
-    GROUP_POLICY_ID,
-    Compiled,
-    CompileError,
-    CounterName,
-    Hit,
-    Ids,
-    Target,
-    TargetKind,
-    compile_policies,
-    describe,
-)
+from enforcer.enforce.compiler import Compiled, compile_policies
+from enforcer.enforce.ids import CounterName, Ids, Target, TargetKind, describe
+from enforcer.enforce.map_contents import GROUP_POLICY_ID, Hit
 from enforcer.enforce.resolve import ResolvedPath
+from enforcer.errors import CompileError
 from enforcer.policy import ExecPolicy
 
 WEB_ID = "a1b2c3d4e5f6" + "0" * 52

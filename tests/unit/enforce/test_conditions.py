@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from enforcer.bpf import abi
 from enforcer.bpf.abi import Action, SetFlag
 from enforcer.containers.model import Container
-from enforcer.enforce.compiler import Compiled, compile_policies, describe
+from enforcer.enforce.compiler import Compiled, compile_policies
 from enforcer.enforce.decision import ExecContext, FileIdentity, decide
+from enforcer.enforce.ids import describe
 from enforcer.errors import CompileError
 from enforcer.policy.model import ExecPolicy
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from enforcer.bpf.abi import Action
 from enforcer.containers.model import Container
-from enforcer.enforce.compiler import Compiled, compile_policies, describe
+from enforcer.enforce.compiler import Compiled, compile_policies
 from enforcer.enforce.decision import AnyRule, FileIdentity, decide, kills
+from enforcer.enforce.ids import describe
 from enforcer.enforce.resolve import ResolvedPath
 from enforcer.policy.model import ExecPolicy
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from enforcer.containers.model import Container
-from enforcer.enforce.compiler import Hit, MapContents
 from enforcer.enforce.conditions import CallerEntry
 from enforcer.enforce.engine import Engine
+from enforcer.enforce.map_contents import Hit, MapContents
 from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.model import ExecPolicy
 

@@ -21,7 +21,7 @@ from enforcer.policy.capacity import set_problems
 from enforcer.policy.loader import SetProblem
 
 MAP_ENTRIES = 64
-ROOM = MAP_ENTRIES // 2  # rule entries get half of a map (compiler._check_capacity)
+ROOM = MAP_ENTRIES // 2  # rule entries get half of a map (map_contents.check_capacity)
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from enforcer.policy import (
     load_policies_or_raise,
     load_policy_text,
 )
-from enforcer.policy.loader import MAX_FILE_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
+from enforcer.policy.yaml_reader import MAX_FILE_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
 
 SOURCE = Path("policies/no-recon.yaml")
 

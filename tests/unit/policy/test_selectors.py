@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from enforcer.bpf import abi
 from enforcer.containers import Container
-from enforcer.enforce.compiler import Selection, compile_policies, select
+from enforcer.enforce.compiler import compile_policies
+from enforcer.enforce.selection import Selection, select
 from enforcer.policy import ExecPolicy, load_policy_text
 from enforcer.policy.images import ImageRef, image_matches, repository_forms, split_image
 
