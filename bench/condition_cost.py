@@ -242,16 +242,18 @@ def _loaded(
     the program has it, bpftool must list it, or its time would be left out.
     """
     with enforcer_program(load, policies, fleet) as (program, hooks):
-        if condition is Condition.CALLED_BY and not program.reads_callers:
+        if condition is Condition.CALLED_BY and not program.rules.reads_callers:
             raise PrerequisiteError(
                 f"the {load.backend} backend cannot read the calling program here (the kernel "
                 f"has no {PREPARE_EXEC}, Linux 6.10+): calledBy rules cannot be measured"
             )
         attached = {h.prog_id: h.attach for h in hooks}
-        has_prepare_exec = load.backend is backends.Backend.TRACEPOINT and program.reads_callers
+        has_prepare_exec = (
+            load.backend is backends.Backend.TRACEPOINT and program.rules.reads_callers
+        )
         if has_prepare_exec and PREPARE_EXEC not in attached.values():
             raise MeasurementError(
                 f"bpftool perf show lists no {PREPARE_EXEC} program of this process (it lists "
                 f"{', '.join(sorted(attached.values())) or 'none'}): its BPF time would be missing"
             )
-        yield attached, lambda: sum(program.counters().values())
+        yield attached, lambda: sum(program.counters.counters().values())

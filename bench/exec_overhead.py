@@ -369,7 +369,7 @@ def enforcer_program(
 
     program = ExecProgram(load.backend, ring_buffer=load.ring_buffer)
     try:
-        program.apply(compile_policies(policies, fleet).maps)
+        program.rules.apply(compile_policies(policies, fleet).maps)
         ours = set(program.info.program_ids)
         yield program, [h for h in bpfstats.exec_hooks_of(os.getpid()) if h.prog_id in ours]
     finally:

@@ -112,11 +112,11 @@ def count_execs(interval: float) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        start = program.exec_total()
+        start = program.counters.exec_total()
         while not stop:
             time.sleep(interval)
             try:
-                click.echo(f"execve called {program.exec_total() - start} times")
+                click.echo(f"execve called {program.counters.exec_total() - start} times")
             except BrokenPipeError:  # nobody reads any more (`enforcer count | head`)
                 _discard_stdout()
                 break

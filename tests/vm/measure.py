@@ -70,7 +70,7 @@ def measure(backend: Backend, execs: int) -> dict[str, object]:
     program = ExecProgram(choice.backend, ring_buffer=facts.ring_buffer)
     previous = STATS_SYSCTL.read_text().strip()
     try:
-        program.apply(compile_policies([host_policy()], []).maps)
+        program.rules.apply(compile_policies([host_policy()], []).maps)
         STATS_SYSCTL.write_text("1")
         before = prog_stats(program.info.program_ids)
         started = time.monotonic()
