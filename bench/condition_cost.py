@@ -47,6 +47,8 @@ from bench.summary import Summary, optional_summary
 from bench.synthetic import CONDITIONAL_RULES, Condition, with_conditions
 from enforcer.containers.model import Container
 from enforcer.kernel import backends
+from enforcer.kernel.facts import probe
+from enforcer.kernel.mounts import ensure_mounts
 from enforcer.policy.model import ExecPolicy
 
 # The arguments every exec of the loop gets after argv[0] (the trivial program ignores them).
@@ -171,8 +173,8 @@ class _Configuration:
 
 def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ConditionCost:
     """Measures every configuration for each count of plain rules; needs root."""
-    backends.ensure_mounts()
-    facts = backends.probe()
+    ensure_mounts()
+    facts = probe()
     choice = backends.choose_backend(facts)
     with bpfstats.stats_enabled(), bench_cgroup() as (cgroup, cgroup_id):
         runner = Runner(binaries, settings, cgroup, neighbours, args=LOOP_ARGS)

@@ -33,9 +33,9 @@ from enforcer.bpf.pins import Reusable
 from enforcer.bpf.rule_banks import RuleBanks
 from enforcer.containers.namespaces import host_mount_namespace
 from enforcer.errors import BpfLoadError
-from enforcer.kernel import backends
-from enforcer.kernel.backends import KPROBE_PASS_FUNCTION, Backend
+from enforcer.kernel.backends import Backend
 from enforcer.kernel.btf import VMLINUX
+from enforcer.kernel.facts import KPROBE_PASS_FUNCTION, current_layout, has_prepare_exec
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +186,14 @@ def _cflags(backend: Backend, *, ring_buffer: bool) -> tuple[list[str], bool]:
         cflags.append("-DBACKEND_LSM")
     if not ring_buffer:
         cflags.append("-DUSE_PERF_BUFFER")
-    prepare_exec = backend is Backend.TRACEPOINT and backends.has_prepare_exec()
+    prepare_exec = backend is Backend.TRACEPOINT and has_prepare_exec()
     if prepare_exec:
         cflags.append("-DHAS_PREPARE_EXEC")
     return cflags, backend is not Backend.TRACEPOINT or prepare_exec
 
 
 def _layout_cflags() -> list[str]:
-    layout = backends.current_layout()
+    layout = current_layout()
     if layout is None or not layout.complete:
         missing = ", ".join(layout.missing) if layout else "every struct"
         raise BpfLoadError(

@@ -32,7 +32,7 @@ from enforcer.enforce.compiler import Ids
 from enforcer.enforce.engine import Denial, Engine
 from enforcer.enforce.lifecycle import Lifecycle
 from enforcer.errors import EnforcerError
-from enforcer.kernel import backends
+from enforcer.kernel import preflight
 from enforcer.kernel.backends import Backend, BackendChoice
 from enforcer.policy.loader import LoadResult
 from enforcer.policy.watch import PolicyWatcher
@@ -119,7 +119,7 @@ class Daemon:
         self.took_over = False  # this daemon's generation is the one in force
 
     def run(self) -> int:
-        facts, self.choice = backends.prepare(self.options.backend, signals_held_execs=True)
+        facts, self.choice = preflight.prepare(self.options.backend, signals_held_execs=True)
         log.info("backend %s: %s", self.choice.backend, self.choice.reason)
         pins = PinDir(self.options.pin_dir) if self.options.pin_dir else None
         if pins is not None:

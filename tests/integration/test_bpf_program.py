@@ -22,6 +22,7 @@ from enforcer.bpf import abi
 from enforcer.containers import Container, cgroup_v2_path_of_pid, find_cgroup2_mount
 from enforcer.enforce.compiler import compile_policies
 from enforcer.kernel import backends
+from enforcer.kernel.facts import probe
 from enforcer.policy.model import ExecPolicy
 
 pytestmark = pytest.mark.root
@@ -31,7 +32,7 @@ KILLED = -signal.SIGKILL
 
 @pytest.fixture(params=[True, False], ids=["ring-buffer", "perf-buffer"])
 def program(request: pytest.FixtureRequest, exec_program_class: Any) -> Iterator[Any]:
-    facts = backends.probe()
+    facts = probe()
     if request.param and not facts.ring_buffer:
         pytest.skip(f"kernel {facts.release} has no BPF ring buffer")
     backend = backends.choose_backend(facts, backends.Backend(requested_backend())).backend
@@ -241,7 +242,7 @@ def test_an_exec_two_programs_decide_is_counted_once(
     exec_program_class: Any, tmp_path: Path
 ) -> None:
     """As at a generation handover whose switch falls between the two programs' runs."""
-    facts = backends.probe()
+    facts = probe()
     backend = backends.choose_backend(facts, backends.Backend(requested_backend())).backend
     pin_dir = Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
     name = f"enforcer-test-{secrets.token_hex(4)}"

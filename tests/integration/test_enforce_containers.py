@@ -31,6 +31,7 @@ from runc_helpers import RuncContainer, runc_container, runc_unavailable_reason
 
 from enforcer.errors import DaemonUnavailableError
 from enforcer.kernel import backends
+from enforcer.kernel.facts import has_prepare_exec, probe
 
 pytestmark = pytest.mark.root
 
@@ -292,9 +293,7 @@ def test_cli_status_and_stats(
     report = json.loads(status.stdout)
     assert report["enforcing"] is True
     # The backend asked for, or with auto the one this kernel ranks first.
-    expected = backends.choose_backend(
-        backends.probe(), backends.Backend(requested_backend())
-    ).backend
+    expected = backends.choose_backend(probe(), backends.Backend(requested_backend())).backend
     assert report["backend"] == expected
     selected = {p["name"]: [c["id"] for c in p["containers"]] for p in report["policies"]}
     assert selected == {"no-recon": [a.id], "watch-b": [b.id]}
@@ -367,7 +366,7 @@ def web_daemon(
 def caller_unreadable_reason(daemon: RunningDaemon) -> str | None:
     """Why this daemon's backend cannot test calledBy, or None where it can."""
     backend = daemon.ask("status")["backend"]
-    if backend != "tracepoint" or backends.has_prepare_exec():
+    if backend != "tracepoint" or has_prepare_exec():
         return None
     return (
         f"the tracepoint backend on Linux {platform.release()} (no sched_prepare_exec) "
