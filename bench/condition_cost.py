@@ -47,6 +47,8 @@ from bench.summary import Summary, optional_summary
 from bench.synthetic import CONDITIONAL_RULES, Condition, with_conditions
 from enforcer.containers.model import Container
 from enforcer.kernel import backends
+from enforcer.kernel.facts import probe
+from enforcer.kernel.mounts import ensure_mounts
 from enforcer.policy.model import ExecPolicy
 
 # The arguments every exec of the loop gets after argv[0] (the trivial program ignores them).
@@ -171,8 +173,8 @@ class _Configuration:
 
 def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ConditionCost:
     """Measures every configuration for each count of plain rules; needs root."""
-    backends.ensure_mounts()
-    facts = backends.probe()
+    ensure_mounts()
+    facts = probe()
     choice = backends.choose_backend(facts)
     with bpfstats.stats_enabled(), bench_cgroup() as (cgroup, cgroup_id):
         runner = Runner(binaries, settings, cgroup, neighbours, args=LOOP_ARGS)
@@ -242,16 +244,18 @@ def _loaded(
     the program has it, bpftool must list it, or its time would be left out.
     """
     with enforcer_program(load, policies, fleet) as (program, hooks):
-        if condition is Condition.CALLED_BY and not program.reads_callers:
+        if condition is Condition.CALLED_BY and not program.rules.reads_callers:
             raise PrerequisiteError(
                 f"the {load.backend} backend cannot read the calling program here (the kernel "
                 f"has no {PREPARE_EXEC}, Linux 6.10+): calledBy rules cannot be measured"
             )
         attached = {h.prog_id: h.attach for h in hooks}
-        has_prepare_exec = load.backend is backends.Backend.TRACEPOINT and program.reads_callers
+        has_prepare_exec = (
+            load.backend is backends.Backend.TRACEPOINT and program.rules.reads_callers
+        )
         if has_prepare_exec and PREPARE_EXEC not in attached.values():
             raise MeasurementError(
                 f"bpftool perf show lists no {PREPARE_EXEC} program of this process (it lists "
                 f"{', '.join(sorted(attached.values())) or 'none'}): its BPF time would be missing"
             )
-        yield attached, lambda: sum(program.counters().values())
+        yield attached, lambda: sum(program.counters.counters().values())

@@ -43,6 +43,8 @@ from bench.synthetic import allowlist, synthetic
 from enforcer.containers.model import Container
 from enforcer.enforce.compiler import compile_policies
 from enforcer.kernel import backends
+from enforcer.kernel.facts import probe
+from enforcer.kernel.mounts import ensure_mounts
 from enforcer.policy.model import ExecPolicy
 
 if TYPE_CHECKING:
@@ -162,8 +164,8 @@ class Runner:
 
 def run(binaries: Binaries, settings: Settings, neighbours: Neighbours) -> ExecOverhead:
     """Measures every configuration of `settings`; needs root."""
-    backends.ensure_mounts()
-    facts = backends.probe()
+    ensure_mounts()
+    facts = probe()
     choice = backends.choose_backend(facts)
     failure = execsnoop.real_tool_failure()
     tracer_argv = execsnoop.command(use_real_tool=failure is None)
@@ -369,7 +371,7 @@ def enforcer_program(
 
     program = ExecProgram(load.backend, ring_buffer=load.ring_buffer)
     try:
-        program.apply(compile_policies(policies, fleet).maps)
+        program.rules.apply(compile_policies(policies, fleet).maps)
         ours = set(program.info.program_ids)
         yield program, [h for h in bpfstats.exec_hooks_of(os.getpid()) if h.prog_id in ours]
     finally:

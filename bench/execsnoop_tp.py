@@ -16,7 +16,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from enforcer.kernel import backends
+from enforcer.kernel.mounts import ensure_mounts
+from enforcer.kernel.preflight import require_root
 
 SOURCE = Path(__file__).resolve().parent / "c" / "execsnoop_tp.c"
 EVENT_ARG, EVENT_RET = 0, 1
@@ -48,8 +49,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-args", type=int, default=20, help="as execsnoop's --max-args")
     args = parser.parse_args()
-    backends.require_root()
-    backends.ensure_mounts()
+    require_root()
+    ensure_mounts()
     from bcc import BPF  # noqa: PLC0415  (after the mounts: bcc fixes tracefs at import)
 
     bpf = BPF(src_file=str(SOURCE).encode(), cflags=[f"-DMAXARG={args.max_args}"])

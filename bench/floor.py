@@ -18,7 +18,9 @@ from pathlib import Path
 
 from bench import helper
 from enforcer.errors import KernelSupportError
-from enforcer.kernel import backends
+from enforcer.kernel.facts import current_layout
+from enforcer.kernel.mounts import ensure_mounts
+from enforcer.kernel.preflight import require_root
 
 SOURCE = Path(__file__).resolve().parent / "c" / "floor.c"
 LABEL = "seed's hand-written floor"  # its rows in the tables
@@ -32,7 +34,7 @@ def cflags(cgroup_id: int, name: str) -> list[str]:
     """The -D flags of floor.c: the cgroup, the name and the running kernel's offsets."""
     if not _PLAIN_NAME.fullmatch(name):
         raise ValueError(f"{name!r}: give a basename of letters, digits, '.', '_' or '-'")
-    layout = backends.current_layout()
+    layout = current_layout()
     if layout is None or any(field not in layout.offsets for field in OFFSETS):
         raise KernelSupportError(
             "the kernel's BTF (/sys/kernel/btf/vmlinux) does not give the offsets of "
@@ -54,9 +56,9 @@ def main() -> None:
     parser.add_argument("--cgroup-id", type=int, required=True, help="the cgroup v2 id")
     parser.add_argument("--name", required=True, help="the basename to kill in that cgroup")
     args = parser.parse_args()
-    backends.require_root()
+    require_root()
     helper.hold_stop_signals()
-    backends.ensure_mounts()
+    ensure_mounts()
     from bcc import BPF  # noqa: PLC0415  (after the mounts: bcc fixes tracefs at import)
 
     bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags(args.cgroup_id, args.name))

@@ -34,7 +34,7 @@ from bench.progress import say
 from bench.results import Results
 from bench.settings import SETTINGS, Mode
 from enforcer.errors import EnforcerError
-from enforcer.kernel import backends
+from enforcer.kernel.preflight import require_root
 
 BENCH_DIR = Path(__file__).resolve().parent
 SECTIONS = ("exec", "conditions", "syscall", "start-reload", "storm", "race")
@@ -45,7 +45,7 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):  # so every `finally` cleans up
         signal.signal(signum, _interrupt)
     try:
-        backends.require_root()
+        require_root()
         code = _main(args)
     except EnforcerError as e:
         sys.exit(f"bench: {e}")

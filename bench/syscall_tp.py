@@ -13,16 +13,17 @@ import argparse
 from pathlib import Path
 
 from bench import helper
-from enforcer.kernel import backends
+from enforcer.kernel.mounts import ensure_mounts
+from enforcer.kernel.preflight import require_root
 
 SOURCE = Path(__file__).resolve().parent / "c" / "syscall_tp.c"
 
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    backends.require_root()
+    require_root()
     helper.hold_stop_signals()
-    backends.ensure_mounts()
+    ensure_mounts()
     from bcc import BPF  # noqa: PLC0415  (after the mounts: bcc fixes tracefs at import)
 
     bpf = BPF(src_file=str(SOURCE).encode())

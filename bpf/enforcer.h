@@ -142,7 +142,7 @@ struct config_value {
      * container's cgroup, is the runtime's own (runc re-executing itself
      * before it makes the container's namespaces), and no default applies. */
     u32 host_mnt_ns;
-    /* The set-id bank in force (enforcer/bpf/program.py); the kernel never
+    /* The set-id bank in force (enforcer/bpf/rule_banks.py); the kernel never
      * reads it: it is kept here for a next daemon that reuses this program. */
     u32 bank;
     /* Random, nonzero, this program's own (see counted_already). */

@@ -27,8 +27,9 @@ from enforcer.bpf.compiled import (
 from enforcer.bpf.links import Attachment, attach_kprobe, attach_raw_tracepoint, attach_tracepoint
 from enforcer.bpf.maps import Map
 from enforcer.errors import BpfLoadError
-from enforcer.kernel import backends
 from enforcer.kernel.btf import Kind
+from enforcer.kernel.facts import read_btf
+from enforcer.kernel.mounts import tracefs_root
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def load_programs(obj: CompiledObject, maps: dict[str, Map], only: set[str]) -> 
 
 
 def _lsm_btf_id(hook: str) -> int:
-    btf = backends.read_btf()
+    btf = read_btf()
     btf_id = btf.find(Kind.FUNC, f"bpf_lsm_{hook}") if btf is not None else None
     if btf_id is None:
         raise BpfLoadError(f"the kernel's BTF has no LSM hook {hook} (bpf_lsm_{hook})")
@@ -208,7 +209,7 @@ def attach(programs: dict[str, int], kprobe_function: str) -> dict[str, Attachme
             hook = Hook.of(name)
             if hook.kind == "tracepoint":
                 category, event = hook.target.split(":")
-                made[hook.target] = attach_tracepoint(fd, backends.tracefs_root(), category, event)
+                made[hook.target] = attach_tracepoint(fd, tracefs_root(), category, event)
             elif hook.kind == "raw_tracepoint":
                 made[hook.target] = attach_raw_tracepoint(fd, hook.target)
             elif hook.kind == "lsm":

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from enforcer.bpf import syscall
+from enforcer.bpf.syscall import CData
 from enforcer.errors import EnforcerError
 
 PERCPU_TYPES = frozenset({5, 6, 10})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
@@ -57,7 +58,7 @@ class Map:
         return ctypes.create_string_buffer(self._slot * possible_cpus() if self.percpu else
                                            ctypes.sizeof(self.Leaf))  # fmt: skip
 
-    def get(self, key: Any) -> Any:
+    def get(self, key: CData) -> Any:
         buffer = self._value_buffer()
         if not syscall.map_lookup(self.fd, key, buffer):
             return None
@@ -69,21 +70,26 @@ class Map:
                     for cpu in range(possible_cpus())]  # fmt: skip
         return self.Leaf.from_buffer_copy(buffer.raw)
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: CData) -> Any:
         value = self.get(key)
         if value is None:
             raise KeyError(key)
         return value
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: CData, value: CData) -> None:
         try:
             syscall.map_update(self.fd, key, value)
         except OSError as e:
             raise MapUpdateError(self.name, e) from e
 
-    def __delitem__(self, key: Any) -> None:
+    def __delitem__(self, key: CData) -> None:
         if not syscall.map_delete(self.fd, key):
             raise KeyError(key)
+
+    def discard(self, keys: Iterable[CData]) -> None:
+        """Deletes those of `keys` the map holds; the others are gone already."""
+        for key in keys:
+            syscall.map_delete(self.fd, key)
 
     def __iter__(self) -> Iterator[Any]:
         """The keys there now (a copy each: the map may change while they are used)."""
@@ -112,7 +118,9 @@ class Map:
         os.close(self.fd)
 
 
-def open_pinned(path: Path, key_type: Any = None, value_type: Any = None) -> Map:
+def open_pinned(
+    path: Path, key_type: type[CData] | None = None, value_type: type[CData] | None = None
+) -> Map:
     """The map pinned at `path` (FileNotFoundError if none); close() it when done.
 
     Keys and values are raw bytes of the map's sizes unless their types are given.

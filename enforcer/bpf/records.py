@@ -1,7 +1,8 @@
 """What the kernel program reports, as plain records: its events, counter keys and held execs.
 
-bpf_program decodes them from the kernel's structs (bpf/enforcer.h); every
-other module takes them from here, typed, without loading the BPF side.
+The program's parts (event_reader.py, counters.py, held_map.py) decode them
+from the kernel's structs (bpf/enforcer.h); every other module takes them
+from here, typed, without loading the BPF side.
 """
 
 from __future__ import annotations

@@ -179,8 +179,13 @@ def prog_load(
     license_: str = "GPL",
     expected_attach_type: int = 0,
     attach_btf_id: int = 0,
+    explain: bool = True,
 ) -> int:
-    """Loads a program through the verifier; its log says why if it refuses."""
+    """Loads a program through the verifier; its log says why if it refuses.
+
+    The log costs a second load (and a megabyte): explain=False skips it
+    where only the errno matters (a probe).
+    """
     code = ctypes.create_string_buffer(insns, len(insns))
     licence = ctypes.create_string_buffer(license_.encode())
     fields = (prog_type, len(insns) // 8, ctypes.addressof(code), ctypes.addressof(licence))
@@ -198,8 +203,11 @@ def prog_load(
 
     try:
         return load(0, None)
-    except OSError:
-        pass  # again, with the verifier's log: it costs a megabyte and time
+    except OSError as e:
+        if not explain:
+            refused = f"the kernel refused program {name}: {e.strerror}"
+            raise ProgramRejectedError(refused, e.errno or 0) from e
+    # Again, with the verifier's log: it costs a megabyte and time.
     log = ctypes.create_string_buffer(_LOG_SIZE)
     try:
         return load(1, log)

@@ -18,8 +18,8 @@ import click
 from enforcer.bpf.records import KernelEvent
 from enforcer.containers.inventory import discover, resolve_container
 from enforcer.enforce.engine import Denial, Engine
-from enforcer.kernel import backends
 from enforcer.kernel.backends import Backend
+from enforcer.kernel.preflight import prepare
 from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.model import ExecPolicy
 from enforcer.service.daemon import Daemon, DaemonOptions
@@ -100,7 +100,7 @@ def trace_execs(backend: Backend) -> int:
 
 def count_execs(interval: float) -> int:
     """Prints `execve called N times` every `interval` seconds until Ctrl-C or SIGTERM."""
-    facts, choice = backends.prepare()
+    facts, choice = prepare()
     from enforcer.bpf.program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
 
     program = ExecProgram(choice.backend, ring_buffer=facts.ring_buffer)
@@ -112,11 +112,11 @@ def count_execs(interval: float) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        start = program.exec_total()
+        start = program.counters.exec_total()
         while not stop:
             time.sleep(interval)
             try:
-                click.echo(f"execve called {program.exec_total() - start} times")
+                click.echo(f"execve called {program.counters.exec_total() - start} times")
             except BrokenPipeError:  # nobody reads any more (`enforcer count | head`)
                 _discard_stdout()
                 break

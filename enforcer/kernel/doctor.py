@@ -1,6 +1,6 @@
 """`enforcer doctor`: what this kernel offers, which backend enforcer would use, and why.
 
-`diagnose` is pure: the facts `kernel.probe()` gathered in, a `Diagnosis` out.
+`diagnose` is pure: the facts `facts.probe()` gathered in, a `Diagnosis` out.
 It holds one `Check` per feature with what was seen and, for each missing
 piece, what that costs and how to fix it; then every backend, best first,
 with why it can or cannot be used; and the backend `enforcer run` would
@@ -14,14 +14,16 @@ import os
 from dataclasses import dataclass
 
 from enforcer.errors import EnforcerError
-from enforcer.kernel import backends as kernel
 from enforcer.kernel.backends import (
     PREFERENCE,
     Backend,
     BackendChoice,
-    HeadersState,
-    KernelFacts,
+    backend_problems,
+    choose_backend,
 )
+from enforcer.kernel.facts import KernelFacts, probe
+from enforcer.kernel.headers import HeadersState
+from enforcer.kernel.mounts import ensure_mounts
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +102,16 @@ def examine() -> Diagnosis:
     """Probes the running kernel (mounting tracefs and securityfs as root) and diagnoses it."""
     if os.geteuid() == 0:
         try:
-            kernel.ensure_mounts()
+            ensure_mounts()
         except EnforcerError as e:
             log.warning("%s", e)
-    return diagnose(kernel.probe())
+    return diagnose(probe())
 
 
 def diagnose(facts: KernelFacts) -> Diagnosis:
-    verdicts = tuple(
-        BackendVerdict(b, tuple(kernel.backend_problems(facts, b))) for b in PREFERENCE
-    )
+    verdicts = tuple(BackendVerdict(b, tuple(backend_problems(facts, b))) for b in PREFERENCE)
     try:
-        choice: BackendChoice | None = kernel.choose_backend(facts)
+        choice: BackendChoice | None = choose_backend(facts)
     except EnforcerError:
         choice = None
     checks = (

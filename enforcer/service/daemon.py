@@ -32,7 +32,7 @@ from enforcer.enforce.engine import Denial, Engine
 from enforcer.enforce.ids import Ids
 from enforcer.enforce.lifecycle import Lifecycle
 from enforcer.errors import EnforcerError
-from enforcer.kernel import backends
+from enforcer.kernel import preflight
 from enforcer.kernel.backends import Backend, BackendChoice
 from enforcer.policy.loader import LoadResult
 from enforcer.policy.watch import PolicyWatcher
@@ -119,7 +119,7 @@ class Daemon:
         self.took_over = False  # this daemon's generation is the one in force
 
     def run(self) -> int:
-        facts, self.choice = backends.prepare(self.options.backend, signals_held_execs=True)
+        facts, self.choice = preflight.prepare(self.options.backend, signals_held_execs=True)
         log.info("backend %s: %s", self.choice.backend, self.choice.reason)
         pins = PinDir(self.options.pin_dir) if self.options.pin_dir else None
         if pins is not None:
@@ -148,7 +148,7 @@ class Daemon:
             # With no hold after a stop, a kill must not leave the grace holding
             # either: the next agent may be starting in a new container already.
             holds_after_stop = not self.options.keep_on_exit or self.options.hold_after_stop_s != 0
-            program.end_holding_at_exit(0 if holds_after_stop else os.getpid())
+            program.held.end_holding_at_exit(0 if holds_after_stop else os.getpid())
             self._keep_holding(program)
             engine = self._start_engine(program, running)
             if pins is not None:
@@ -167,11 +167,11 @@ class Daemon:
 
     def _prepare_generation(self, program: ExecProgram, pins: PinDir, running: ExitStack) -> None:
         """Makes the new program the next generation, ready to follow new cgroups."""
-        previous = program.live_generation()
+        previous = program.held.live_generation()
         pins.remove_links(keep=previous)  # from a start that died before taking over
         # A reused program stays the generation it was: there is no handover.
         self.generation = previous if program.reused else previous + 1
-        program.prepare_generation(self.generation)
+        program.held.prepare_generation(self.generation)
         if not self.options.keep_on_exit:
             running.callback(self._unpin, pins)
 
@@ -182,12 +182,12 @@ class Daemon:
             self.persistent = True
         elif program.reused:
             self.persistent = True  # its links are pinned already
-        program.take_over(self.generation)
+        program.held.take_over(self.generation)
         self.took_over = True
         replaced = pins.remove_links(keep=self.generation)
         if replaced:
             log.info("took over from the program a previous daemon left enforcing")
-        unheld = program.unheld_execs()
+        unheld = program.held.unheld_execs()
         if unheld:
             log.warning(
                 "%d execs in new cgroups ran unchecked: they started while no daemon had been "
@@ -198,7 +198,7 @@ class Daemon:
 
     def _refuse_to_replace_with_nothing(self, program: ExecProgram, engine: Engine) -> None:
         """A program left enforcing stays, rather than one whose policies failed to compile."""
-        if engine.enforce_error is None or program.live_generation() == 0:
+        if engine.enforce_error is None or program.held.live_generation() == 0:
             return  # compiled; or nothing was in force: run, and apply a fixed file later
         raise PolicyEnforceError(
             f"the policies cannot be enforced ({engine.enforce_error}); the program a previous "
@@ -215,14 +215,15 @@ class Daemon:
     def _keep_holding(self, program: ExecProgram) -> None:
         """Renews the time new cgroups' execs may be held for this daemon to settle."""
         grace_ns = int(self.options.hold_grace_s * 1e9)
-        program.keep_holding_until(time.monotonic_ns() + grace_ns)
+        program.held.keep_holding_until(time.monotonic_ns() + grace_ns)
 
     def _start_engine(self, program: ExecProgram, running: ExitStack) -> Engine:
         ids, save_ids = self._persisted_ids(program)
+        whole = _WholeProgram(program)
         self.engine = engine = Engine(
-            program, self.options.load, discover, named_netns, ids=ids, save_ids=save_ids
+            whole, self.options.load, discover, named_netns, ids=ids, save_ids=save_ids
         )
-        self.lifecycle = lifecycle = Lifecycle(engine, program, identify, self._log_denials)
+        self.lifecycle = lifecycle = Lifecycle(engine, whole, identify, self._log_denials)
         # Kept on exit, the program goes on holding new cgroups' execs for the
         # next daemon to settle; else what is still held is let go.
         keep = self.options.keep_on_exit
@@ -230,13 +231,13 @@ class Daemon:
         release = not keep or self.options.hold_after_stop_s == 0
         running.callback(lambda: self._log_denials(lifecycle.close(release_undecided=release)))
         if not keep:
-            running.callback(program.hold_new_cgroups, False)
+            running.callback(program.held.hold_new_cgroups, False)
         # Before discovery: a cgroup made after it is caught as pending.
         if self.options.follow_new_cgroups and (lock := _follow_lock()) is not None:
             running.callback(os.close, lock)
-            program.hold_new_cgroups(True)
+            program.held.hold_new_cgroups(True)
         engine.reload()
-        program.open_events(self._on_kernel_event)
+        program.events.open_events(self._on_kernel_event)
         return engine
 
     def _start_services(self, engine: Engine, running: ExitStack) -> None:
@@ -279,10 +280,10 @@ class Daemon:
         state_dir = self.options.state_dir
         if self.options.pin_dir is None or state_dir is None:
             return None, None
-        map_id = program.counters_map_id()
+        map_id = program.counters.counters_map_id()
         ids = load_ids(state_dir, map_id)
         if ids is None:
-            program.reset_counters()  # counts under ids no one can name any more
+            program.counters.reset_counters()  # counts under ids no one can name any more
         else:
             log.info("counters kept from the previous run (map %d)", map_id)
         return ids, lambda current: save_ids(state_dir, current, map_id)
@@ -293,7 +294,7 @@ class Daemon:
         # Well inside the grace, which may be short (the tests use 0.5 s).
         renew_every = min(HOLD_RENEW_S, self.options.hold_grace_s / 4)
         while not self._flags.stop:
-            program.poll_events(POLL_TIMEOUT_MS)
+            program.events.poll_events(POLL_TIMEOUT_MS)
             if time.monotonic() - last_renewal >= renew_every:
                 self._keep_holding(program)
                 last_renewal = time.monotonic()
@@ -308,7 +309,7 @@ class Daemon:
                 last_keepalive = time.monotonic()
         # At once, not once stopped: a next daemon may be starting already.
         if self.options.keep_on_exit and (after := self.options.hold_after_stop_s) is not None:
-            program.keep_holding_until(time.monotonic_ns() + int(after * 1e9))
+            program.held.keep_holding_until(time.monotonic_ns() + int(after * 1e9))
 
     def _reopen_event_log(self) -> None:
         """After logrotate moved it; on failure the old file goes on being written."""
@@ -406,6 +407,24 @@ class Daemon:
     def _request_reload(self) -> dict[str, bool]:
         self._flags.reload = True
         return {"reloading": True}
+
+
+class _WholeProgram:
+    """The program's parts as the one object Engine and Lifecycle take until they take the parts.
+
+    A bridge for one step of issue #16: Engine is to take `program.rules` and
+    `program.counters`, Lifecycle `program.held` and `program.counters`.
+    """
+
+    def __init__(self, program: ExecProgram) -> None:
+        rules, counters, held = program.rules, program.counters, program.held
+        self.reads_callers = rules.reads_callers
+        self.apply, self.assign_cgroups = rules.apply, rules.assign_cgroups
+        self.add_inodes, self.add_caller_inodes = rules.add_inodes, rules.add_caller_inodes
+        self.counters, self.add_counts = counters.counters, counters.add_counts
+        self.event_drops, self.full_maps = counters.event_drops, counters.full_maps
+        self.signal_errors = counters.signal_errors
+        self.held_execs, self.release_held = held.held_execs, held.release_held
 
 
 def _follow_lock() -> int | None:

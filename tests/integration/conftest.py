@@ -18,7 +18,7 @@ import pytest
 from podman_helpers import debian_image_unavailable_reason, import_debian_image
 
 from enforcer.errors import DaemonUnavailableError
-from enforcer.kernel import backends
+from enforcer.kernel.mounts import ensure_mounts
 from enforcer.service.control import request
 
 HELPERS = Path(__file__).resolve().parent.parent / "helpers"
@@ -163,7 +163,7 @@ def exec_program_class() -> Any:
     reason = bpf_unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    backends.ensure_mounts()
+    ensure_mounts()
     from enforcer.bpf.program import ExecProgram  # noqa: PLC0415  (a compile needs the mounts)
 
     return ExecProgram

@@ -18,6 +18,7 @@ from test_bpf_program import host_policy
 
 from enforcer.enforce.compiler import compile_policies
 from enforcer.kernel import backends
+from enforcer.kernel.facts import probe
 
 pytestmark = pytest.mark.root
 
@@ -25,11 +26,13 @@ pytestmark = pytest.mark.root
 CHILD = """
 import sys
 from pathlib import Path
-from enforcer.kernel import backends
-backends.ensure_mounts()
+from enforcer.kernel.backends import Backend, choose_backend
+from enforcer.kernel.facts import probe
+from enforcer.kernel.mounts import ensure_mounts
+ensure_mounts()
 from enforcer.bpf.program import ExecProgram
-facts = backends.probe()
-backend = backends.choose_backend(facts, backends.Backend(sys.argv[2])).backend
+facts = probe()
+backend = choose_backend(facts, Backend(sys.argv[2])).backend
 program = ExecProgram(backend, ring_buffer=facts.ring_buffer, cache_dir=Path(sys.argv[1]))
 print("cached" if program.info.from_cache else "compiled")
 print("".join(line for line in open("/proc/self/maps") if "libbcc" in line or "LLVM" in line))
@@ -38,7 +41,7 @@ print("".join(line for line in open("/proc/self/maps") if "libbcc" in line or "L
 
 @pytest.fixture
 def make_program(exec_program_class: Any) -> Iterator[Any]:
-    facts = backends.probe()
+    facts = probe()
     backend = backends.choose_backend(facts, backends.Backend(requested_backend())).backend
     made: list[Any] = []
 
@@ -63,11 +66,11 @@ def test_the_first_start_compiles_and_the_next_enforces_from_what_it_kept(
     again = make_program(cache)
     name = f"enforcer-test-{secrets.token_hex(4)}"
     shutil.copy2("/bin/true", tmp_path / name)
-    again.apply(compile_policies([host_policy([name])], []).maps)
+    again.rules.apply(compile_policies([host_policy([name])], []).maps)
 
     assert again.info.from_cache
     assert subprocess.run([str(tmp_path / name)], check=False).returncode == -signal.SIGKILL
-    assert list(again.counters().values()) == [1]
+    assert list(again.counters.counters().values()) == [1]
 
 
 def test_a_damaged_cache_entry_is_compiled_again(make_program: Any, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from enforcer.bpf import abi
 from enforcer.containers import Container, cgroup_v2_path_of_pid, find_cgroup2_mount
 from enforcer.enforce.compiler import compile_policies
 from enforcer.kernel import backends
+from enforcer.kernel.facts import probe
 from enforcer.policy.model import ExecPolicy
 
 pytestmark = pytest.mark.root
@@ -31,7 +32,7 @@ KILLED = -signal.SIGKILL
 
 @pytest.fixture(params=[True, False], ids=["ring-buffer", "perf-buffer"])
 def program(request: pytest.FixtureRequest, exec_program_class: Any) -> Iterator[Any]:
-    facts = backends.probe()
+    facts = probe()
     if request.param and not facts.ring_buffer:
         pytest.skip(f"kernel {facts.release} has no BPF ring buffer")
     backend = backends.choose_backend(facts, backends.Backend(requested_backend())).backend
@@ -59,16 +60,16 @@ def host_policy(names: list[str], *, dirs: list[str] | None = None) -> ExecPolic
 def test_kill_is_counted_and_reported_as_an_event(program: Any, tmp_path: Path) -> None:
     name = f"enforcer-test-{secrets.token_hex(4)}"
     shutil.copy2("/bin/true", tmp_path / name)
-    program.apply(compile_policies([host_policy([name])], []).maps)
+    program.rules.apply(compile_policies([host_policy([name])], []).maps)
     events: list[Any] = []
-    program.open_events(events.append)
+    program.events.open_events(events.append)
 
     assert subprocess.run([str(tmp_path / name)], check=False).returncode == -signal.SIGKILL
-    program.poll_events(1000)
+    program.events.poll_events(1000)
 
     assert [e.filename for e in events] == [str(tmp_path / name)]
-    assert list(program.counters().values()) == [1]
-    assert program.event_drops() == 0
+    assert list(program.counters.counters().values()) == [1]
+    assert program.counters.event_drops() == 0
 
 
 def test_a_path_longer_than_the_path_key_still_matches_by_name(
@@ -80,7 +81,7 @@ def test_a_path_longer_than_the_path_key_still_matches_by_name(
         deep = deep / ("d" * 30)
     deep.mkdir(parents=True)
     shutil.copy2("/bin/true", deep / name)
-    program.apply(compile_policies([host_policy([name])], []).maps)
+    program.rules.apply(compile_policies([host_policy([name])], []).maps)
 
     assert len(str(deep / name)) > abi.PATH_LEN
     assert subprocess.run([str(deep / name)], check=False).returncode == -signal.SIGKILL
@@ -92,7 +93,7 @@ def test_directory_rule_matches_below_and_only_below(program: Any, tmp_path: Pat
     for directory in (inside, sibling):
         directory.mkdir()
         shutil.copy2("/bin/true", directory / "prog")
-    program.apply(compile_policies([host_policy([], dirs=[str(inside)])], []).maps)
+    program.rules.apply(compile_policies([host_policy([], dirs=[str(inside)])], []).maps)
 
     assert subprocess.run([str(inside / "prog")], check=False).returncode == -signal.SIGKILL
     assert subprocess.run([str(sibling / "prog")], check=False).returncode == 0
@@ -104,12 +105,12 @@ def test_reapplying_replaces_the_rules_and_leaves_no_stale_entries(
     first, second = (f"enforcer-test-{secrets.token_hex(4)}" for _ in range(2))
     for name in (first, second):
         shutil.copy2("/bin/true", tmp_path / name)
-    program.apply(compile_policies([host_policy([first])], []).maps)
-    program.apply(compile_policies([host_policy([second])], []).maps)
+    program.rules.apply(compile_policies([host_policy([first])], []).maps)
+    program.rules.apply(compile_policies([host_policy([second])], []).maps)
 
     assert subprocess.run([str(tmp_path / first)], check=False).returncode == 0
     assert subprocess.run([str(tmp_path / second)], check=False).returncode == -signal.SIGKILL
-    assert program.entry_counts()["rule_names"] == 1
+    assert program.counters.entry_counts()["rule_names"] == 1
 
 
 def test_counts_the_daemon_adds_never_race_the_kernels_increments(
@@ -118,7 +119,7 @@ def test_counts_the_daemon_adds_never_race_the_kernels_increments(
     name = f"enforcer-test-{secrets.token_hex(4)}"
     shutil.copy2("/bin/true", tmp_path / name)
     maps = compile_policies([host_policy([name])], []).maps
-    program.apply(maps)
+    program.rules.apply(maps)
     (hit,) = next(iter(maps.names.values()))
     kills, added = 300, 3000
     # The kernel counts kills on the loop's cgroup while the daemon (here,
@@ -128,10 +129,10 @@ def test_counts_the_daemon_adds_never_race_the_kernels_increments(
     own = find_cgroup2_mount() / cgroup_v2_path_of_pid(loop.pid).lstrip("/")
     cgroup_id = own.stat().st_ino
     for _ in range(added):
-        program.add_counts(cgroup_id, [hit])
+        program.counters.add_counts(cgroup_id, [hit])
     assert loop.wait(120) == 0
 
-    assert sum(program.counters().values()) == kills + added
+    assert sum(program.counters.counters().values()) == kills + added
 
 
 def test_a_full_counters_map_still_kills_and_counts_what_it_lost(
@@ -140,14 +141,14 @@ def test_a_full_counters_map_still_kills_and_counts_what_it_lost(
     name = f"enforcer-test-{secrets.token_hex(4)}"
     shutil.copy2("/bin/true", tmp_path / name)
     maps = compile_policies([host_policy([name])], []).maps
-    program.apply(maps)
+    program.rules.apply(maps)
     (hit,) = next(iter(maps.names.values()))
     for fake_cgroup in range(1, abi.MAX_COUNTERS + 1):  # every key taken
-        program.add_counts(fake_cgroup << 32, [hit])
-    program.add_counts(1 << 63, [hit])  # one more: no room for the daemon either
+        program.counters.add_counts(fake_cgroup << 32, [hit])
+    program.counters.add_counts(1 << 63, [hit])  # one more: no room for the daemon either
 
     assert subprocess.run([str(tmp_path / name)], check=False).returncode == -signal.SIGKILL
-    assert program.full_maps()["uncounted_hits"] == 2
+    assert program.counters.full_maps()["uncounted_hits"] == 2
 
 
 def exec_in_cgroup(
@@ -194,7 +195,7 @@ def test_an_allowlist_kills_what_it_does_not_name_in_its_container(
     try:
         container = Container(id="c" * 64, runtime="runc", cgroup_ids=(cgroup.stat().st_ino,))
         spec = json.loads(json.dumps(ALLOWLIST).replace("{tools}", str(tools)))
-        program.apply(compile_policies([ExecPolicy.model_validate(spec)], [container]).maps)
+        program.rules.apply(compile_policies([ExecPolicy.model_validate(spec)], [container]).maps)
 
         assert exec_in_cgroup(cgroup, tools / "true").returncode == 0
         assert exec_in_cgroup(cgroup, elsewhere / "true").returncode == KILLED  # the default
@@ -206,8 +207,8 @@ def test_an_allowlist_kills_what_it_does_not_name_in_its_container(
         assert exec_in_cgroup(cgroup, tools / "env", own_mounts=False).returncode == KILLED
         # The host is no container: nothing there is touched.
         assert subprocess.run([str(elsewhere / "true")], check=False).returncode == 0
-        rules = sorted(k.rule_id for k in program.counters())
-        assert len(set(rules)) == 2 and sum(program.counters().values()) == 3
+        rules = sorted(k.rule_id for k in program.counters.counters())
+        assert len(set(rules)) == 2 and sum(program.counters.counters().values()) == 3
     finally:
         cgroup.rmdir()
 
@@ -225,14 +226,14 @@ def test_a_default_deny_fails_the_exec_where_the_kernel_can_and_kills_elsewhere(
         container = Container(id="d" * 64, runtime="runc", cgroup_ids=(cgroup.stat().st_ino,))
         spec = json.loads(json.dumps(ALLOWLIST).replace("{tools}", str(tools)))
         spec["spec"]["default"] = "deny"
-        program.apply(compile_policies([ExecPolicy.model_validate(spec)], [container]).maps)
+        program.rules.apply(compile_policies([ExecPolicy.model_validate(spec)], [container]).maps)
         result = exec_in_cgroup(cgroup, tmp_path / "other")
         if program.info.backend is backends.Backend.LSM:
             assert result.returncode == 126 and "Operation not permitted" in result.stderr
         else:
             assert result.returncode == KILLED
         assert exec_in_cgroup(cgroup, tools / "true").returncode == 0
-        assert sum(program.counters().values()) == 1
+        assert sum(program.counters.counters().values()) == 1
     finally:
         cgroup.rmdir()
 
@@ -241,7 +242,7 @@ def test_an_exec_two_programs_decide_is_counted_once(
     exec_program_class: Any, tmp_path: Path
 ) -> None:
     """As at a generation handover whose switch falls between the two programs' runs."""
-    facts = backends.probe()
+    facts = probe()
     backend = backends.choose_backend(facts, backends.Backend(requested_backend())).backend
     pin_dir = Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
     name = f"enforcer-test-{secrets.token_hex(4)}"
@@ -252,13 +253,13 @@ def test_an_exec_two_programs_decide_is_counted_once(
         for _ in range(2):  # each in force: both decide every exec
             made = exec_program_class(backend, ring_buffer=facts.ring_buffer, pin_dir=pin_dir)
             programs.append(made)
-            programs[-1].prepare_generation(1)
-            programs[-1].apply(maps)
-        programs[0].take_over(1)
+            programs[-1].held.prepare_generation(1)
+            programs[-1].rules.apply(maps)
+        programs[0].held.take_over(1)
 
         for _ in range(3):
             assert subprocess.run([str(tmp_path / name)], check=False).returncode == KILLED
-        assert list(programs[1].counters().values()) == [3]
+        assert list(programs[1].counters.counters().values()) == [3]
     finally:
         for program in programs:
             program.close()

@@ -27,7 +27,7 @@ from conftest import bpf_unavailable_reason
 from podman_helpers import PODMAN, podman_container, podman_unavailable_reason
 from ruamel.yaml import YAML
 
-from enforcer.kernel.backends import ensure_mounts
+from enforcer.kernel.mounts import ensure_mounts
 
 pytestmark = pytest.mark.root
 

@@ -21,6 +21,9 @@ from typing import Any
 from enforcer.enforce.compiler import compile_policies
 from enforcer.kernel import backends
 from enforcer.kernel.backends import Backend
+from enforcer.kernel.facts import probe
+from enforcer.kernel.mounts import ensure_mounts
+from enforcer.kernel.preflight import require_root
 from enforcer.policy.model import ExecPolicy
 
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -61,16 +64,16 @@ def prog_stats(program_ids: tuple[int, ...]) -> dict[int, tuple[str, int, int]]:
 
 
 def measure(backend: Backend, execs: int) -> dict[str, object]:
-    backends.require_root()
-    backends.ensure_mounts()
-    facts = backends.probe()
+    require_root()
+    ensure_mounts()
+    facts = probe()
     choice = backends.choose_backend(facts, backend)
     from enforcer.bpf.program import ExecProgram  # noqa: PLC0415  (bcc after the mounts)
 
     program = ExecProgram(choice.backend, ring_buffer=facts.ring_buffer)
     previous = STATS_SYSCTL.read_text().strip()
     try:
-        program.apply(compile_policies([host_policy()], []).maps)
+        program.rules.apply(compile_policies([host_policy()], []).maps)
         STATS_SYSCTL.write_text("1")
         before = prog_stats(program.info.program_ids)
         started = time.monotonic()

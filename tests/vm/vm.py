@@ -51,6 +51,7 @@ EVERY_BACKEND_TESTS = (
     "tests/integration/test_backends.py",
     "tests/integration/test_file_identity.py",
     "tests/integration/test_enforce_containers.py",
+    "tests/integration/test_called_by_containers.py",
     "tests/integration/test_lifecycle.py",
     "tests/integration/test_doctor_live.py",
 )

@@ -11,8 +11,10 @@ from test_kernel_backends import DEBIAN, EPERM, LAYOUT, THIS_MACHINE
 
 from enforcer.cli.main import main
 from enforcer.kernel import doctor
-from enforcer.kernel.backends import Backend, Headers, HeadersState, KernelFacts
+from enforcer.kernel.backends import Backend
 from enforcer.kernel.doctor import Diagnosis, diagnose
+from enforcer.kernel.facts import KernelFacts
+from enforcer.kernel.headers import Headers, HeadersState
 from enforcer.kernel.layout import FIELDS
 
 CHECKS = [

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from enforcer.errors import KernelSupportError
-from enforcer.kernel import backends
-from enforcer.kernel.backends import (
-    Backend,
-    Headers,
-    HeadersState,
-    KernelFacts,
-    choose_backend,
-    classify_headers,
-)
+from enforcer.kernel.backends import Backend, BackendChoice, backend_problems, choose_backend
+from enforcer.kernel.facts import KernelFacts
+from enforcer.kernel.headers import Headers, HeadersState
 from enforcer.kernel.layout import FIELDS, ExecLayout
 
 # Every field the exec program reads, at made-up offsets.
@@ -78,14 +70,14 @@ def test_this_machine_gets_tracepoints_with_both_reasons() -> None:
 
 def test_lsm_needs_the_lsm_listed() -> None:
     facts = replace(DEBIAN, lsm_active=("lockdown", "capability"))
-    assert "bpf is not an active LSM" in " ".join(backends.backend_problems(facts, Backend.LSM))
+    assert "bpf is not an active LSM" in " ".join(backend_problems(facts, Backend.LSM))
     assert choose_backend(facts).backend is Backend.KPROBE
 
 
 def test_kprobe_needs_its_pass_function_traceable() -> None:
     facts = replace(DEBIAN, lsm_load_error=EPERM, kprobe_pass_function=False)
     assert "security_bprm_check cannot take a kprobe" in " ".join(
-        backends.backend_problems(facts, Backend.KPROBE)
+        backend_problems(facts, Backend.KPROBE)
     )
     assert choose_backend(facts).backend is Backend.TRACEPOINT
 
@@ -105,7 +97,7 @@ def test_forcing_an_unusable_backend_says_why_and_what_auto_would_choose() -> No
 
 
 def test_a_usable_backend_can_be_forced() -> None:
-    assert choose_backend(DEBIAN, Backend.TRACEPOINT) == backends.BackendChoice(
+    assert choose_backend(DEBIAN, Backend.TRACEPOINT) == BackendChoice(
         Backend.TRACEPOINT, "forced by --backend"
     )
 
@@ -129,70 +121,3 @@ def test_what_every_backend_needs_leaves_none_when_missing(
     with pytest.raises(KernelSupportError, match="offers no way to enforce") as error:
         choose_backend(facts)
     assert why in str(error.value)
-
-
-def test_headers_are_classified_against_the_running_release() -> None:
-    assert classify_headers("6.1.0-26-amd64", "6.1.0-26-amd64") is HeadersState.MATCHING
-    assert classify_headers("6.18.44-fc-v782", "6.1.0-26-amd64") is HeadersState.MISMATCHED
-    assert classify_headers("6.18.44-fc-v782", None) is HeadersState.MISSING
-
-
-def _header_tree(root: Path, made_for: str) -> Path:
-    tree = root / f"linux-headers-{made_for}"
-    (tree / "include" / "generated").mkdir(parents=True)
-    (tree / "include" / "generated" / "utsrelease.h").write_text(
-        f'#define UTS_RELEASE "{made_for}"\n'
-    )
-    return tree
-
-
-def test_a_build_link_to_another_kernels_headers_is_mismatched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(backends, "MODULES", tmp_path / "modules")
-    monkeypatch.setattr(backends, "KHEADERS", tmp_path / "no-kheaders")
-    (tmp_path / "modules" / "6.18.44").mkdir(parents=True)
-    (tmp_path / "modules" / "6.18.44" / "build").symlink_to(_header_tree(tmp_path, "6.1.0-26"))
-    (tmp_path / "modules" / "6.1.0-26").mkdir(parents=True)
-    (tmp_path / "modules" / "6.1.0-26" / "build").symlink_to(_header_tree(tmp_path, "6.1.0-26x"))
-
-    other = backends.probe_headers("6.18.44")
-    assert (other.state, other.release) == (HeadersState.MISMATCHED, "6.1.0-26")
-    assert other.path == str(tmp_path / "linux-headers-6.1.0-26")
-    assert backends.probe_headers("6.1.0-26").state is HeadersState.MISMATCHED
-    assert backends.probe_headers("5.10.0").state is HeadersState.MISSING
-
-
-def test_matching_headers_and_kheaders_count_as_matching(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(backends, "MODULES", tmp_path / "modules")
-    monkeypatch.setattr(backends, "KHEADERS", tmp_path / "kheaders.tar.xz")
-    (tmp_path / "modules" / "6.1.0-26").mkdir(parents=True)
-    (tmp_path / "modules" / "6.1.0-26" / "build").symlink_to(_header_tree(tmp_path, "6.1.0-26"))
-    assert backends.probe_headers("6.1.0-26").state is HeadersState.MATCHING
-
-    (tmp_path / "kheaders.tar.xz").write_bytes(b"")
-    assert backends.probe_headers("6.2.0").state is HeadersState.MATCHING
-
-
-def fake_proc(root: Path, flags: int, self_pid: int) -> Path:
-    (root / "2").mkdir(parents=True)
-    (root / "2" / "stat").write_text(f"2 (kthreadd) S 0 0 0 0 -1 {flags} 0 0 0 0\n")
-    (root / "self").symlink_to(str(self_pid))
-    return root
-
-
-def test_the_node_pid_namespace_shows_kthreadd_and_this_process(tmp_path: Path) -> None:
-    backends.require_node_pid_namespace(fake_proc(tmp_path, 0x208040, os.getpid()))
-
-
-@pytest.mark.parametrize(
-    ("flags", "self_offset"), [(0x400100, 0), (0x208040, 1)], ids=["no-kthreadd", "other-procfs"]
-)
-def test_a_pid_namespace_of_its_own_is_refused_with_the_fix(
-    tmp_path: Path, flags: int, self_offset: int
-) -> None:
-    proc = fake_proc(tmp_path, flags, os.getpid() + self_offset)
-    with pytest.raises(KernelSupportError, match=r"of its own.*hostPID: true"):
-        backends.require_node_pid_namespace(proc)
