@@ -29,7 +29,8 @@ from enforcer.bpf.records import KernelEvent
 from enforcer.containers.inventory import discover, identify
 from enforcer.containers.netns import named_netns
 from enforcer.enforce.compiler import Ids
-from enforcer.enforce.engine import Denial, Engine
+from enforcer.enforce.denials import Denial
+from enforcer.enforce.engine import Engine
 from enforcer.enforce.lifecycle import Lifecycle
 from enforcer.errors import EnforcerError
 from enforcer.kernel import backends
@@ -220,9 +221,11 @@ class Daemon:
     def _start_engine(self, program: ExecProgram, running: ExitStack) -> Engine:
         ids, save_ids = self._persisted_ids(program)
         self.engine = engine = Engine(
-            program, self.options.load, discover, named_netns, ids=ids, save_ids=save_ids
+            program, program, self.options.load, discover, named_netns, ids=ids, save_ids=save_ids
         )
-        self.lifecycle = lifecycle = Lifecycle(engine, program, identify, self._log_denials)
+        self.lifecycle = lifecycle = Lifecycle(
+            engine, held=program, counters=program, identify=identify, report=self._log_denials
+        )
         # Kept on exit, the program goes on holding new cgroups' execs for the
         # next daemon to settle; else what is still held is let go.
         keep = self.options.keep_on_exit

@@ -4,48 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+
+from fake_tables import FakeCounters, FakeRules
 
 from enforcer.containers.model import Container
-from enforcer.enforce.compiler import Hit, MapContents
-from enforcer.enforce.conditions import CallerEntry
 from enforcer.enforce.engine import Engine
 from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.model import ExecPolicy
 
 WEB = Container(id="a" * 64, runtime="podman", name="web-1", cgroup_ids=(101,), pid=None)
-
-
-class FakeProgram:
-    """Keeps the last map contents applied, as the kernel would hold them."""
-
-    def __init__(self, reads_callers: bool = True) -> None:
-        self.maps: MapContents | None = None
-        self.reads_callers = reads_callers
-
-    def apply(self, maps: MapContents) -> None:
-        self.maps = maps
-
-    def add_inodes(self, inodes: Mapping[tuple[int, int, int], tuple[Hit, ...]]) -> None:
-        return None
-
-    def add_caller_inodes(self, inodes: Mapping[tuple[int, int, int], CallerEntry]) -> None:
-        return None
-
-    def assign_cgroups(self, cgroup_sets: Mapping[int, int | None]) -> None:
-        return None
-
-    def counters(self) -> dict[Any, int]:
-        return {}
-
-    def event_drops(self) -> int:
-        return 0
-
-    def signal_errors(self) -> tuple[int, int]:
-        return 0, 0
-
-    def full_maps(self) -> dict[str, int]:
-        return {}
 
 
 def by_name(pattern: str, match: Mapping[str, object] | None = None) -> LoadedPolicy:
@@ -64,10 +31,14 @@ def by_name(pattern: str, match: Mapping[str, object] | None = None) -> LoadedPo
 
 
 def test_a_runtime_that_times_out_does_not_unselect_a_placed_container() -> None:
-    program = FakeProgram()
+    program = FakeRules()
     seen = [WEB]
     engine = Engine(
-        program, lambda: LoadResult((by_name("web-*"),), ()), lambda: list(seen), lambda: {}
+        program,
+        FakeCounters(),
+        lambda: LoadResult((by_name("web-*"),), ()),
+        lambda: list(seen),
+        lambda: {},
     )
     engine.reload()
     assert program.maps is not None and program.maps.cgroup_sets[101] != 0
@@ -85,10 +56,14 @@ def test_a_runtime_that_times_out_does_not_unselect_a_placed_container() -> None
 
 
 def test_calledby_on_a_program_that_cannot_read_callers_is_a_problem_of_its_file() -> None:
-    program = FakeProgram(reads_callers=False)
+    program = FakeRules(reads_callers=False)
     match = {"names": ["sh"], "calledBy": {"paths": ["/usr/sbin/nginx"]}}
     engine = Engine(
-        program, lambda: LoadResult((by_name("web-*", match),), ()), lambda: [WEB], lambda: {}
+        program,
+        FakeCounters(),
+        lambda: LoadResult((by_name("web-*", match),), ()),
+        lambda: [WEB],
+        lambda: {},
     )
     assert engine.reload() is False
     (problem,) = engine.problems
