@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fake_tables import FakeCounters, FakeRules
+from enforce_fakes import FakeCounters, FakeRules
 
 from enforcer.enforce.engine import Engine
 from enforcer.policy import LoadResult, load_policies

@@ -1,13 +1,34 @@
-"""Fakes of the kernel's tables (enforcer.enforce.tables) for the engine's unit tests."""
+"""Fakes of the kernel's tables (enforcer.enforce.tables), and policies, for the engine's tests."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from enforcer.bpf.records import CounterKey, HeldExec
 from enforcer.enforce.compiler import Hit, MapContents
 from enforcer.enforce.conditions import CallerEntry
 from enforcer.errors import MapWriteError
+from enforcer.policy.loader import LoadedPolicy
+from enforcer.policy.model import ExecPolicy
+
+
+def loaded(name: str, selector: Mapping[str, object], *rules: Mapping[str, object]) -> LoadedPolicy:
+    """A policy as the loader hands it over, from policies/NAME.yaml."""
+    policy = ExecPolicy.model_validate(
+        {
+            "apiVersion": "enforcer/v1",
+            "kind": "ExecPolicy",
+            "metadata": {"name": name},
+            "spec": {"selector": dict(selector), "rules": [dict(r) for r in rules]},
+        }
+    )
+    return LoadedPolicy(policy=policy, source=Path(f"policies/{name}.yaml"), line=1)
+
+
+def kills(*names: str, rule: str = "r") -> dict[str, object]:
+    """A rule that kills the programs of these names."""
+    return {"name": rule, "action": "kill", "match": {"names": list(names)}}
 
 
 class FakeRules:
@@ -18,7 +39,7 @@ class FakeRules:
         self.reads_callers = reads_callers
         self.assigned: dict[int, int | None] = {}
         self.inodes: dict[tuple[int, int, int], tuple[Hit, ...]] = {}
-        self.refuse = False  # the next apply fails, as a refused map write does
+        self.refuse = False  # while set, apply fails as a refused map write does
 
     def apply(self, maps: MapContents) -> None:
         if self.refuse:
@@ -41,11 +62,14 @@ class FakeCounters:
     def __init__(self, counts: Mapping[CounterKey, int] | None = None) -> None:
         self.counts = dict(counts or {})
         self.added: list[tuple[int, tuple[Hit, ...]]] = []
+        self.refuse = False  # while set, add_counts fails as a refused map write does
 
     def counters(self) -> dict[CounterKey, int]:
         return dict(self.counts)
 
     def add_counts(self, cgroup_id: int, hits: Iterable[Hit]) -> None:
+        if self.refuse:
+            raise MapWriteError("the kernel refused a counter write (fake)")
         self.added.append((cgroup_id, tuple(hits)))
 
     def event_drops(self) -> int:
