@@ -82,14 +82,17 @@ class Engine:
 
     @property
     def policies(self) -> tuple[LoadedPolicy, ...]:
+        """The policies in force: a file whose change failed keeps its last good version."""
         return self._in_force.policies
 
     @property
     def containers(self) -> list[Container]:
+        """The containers known: the last compile's, and those placed since."""
         return self._in_force.containers
 
     @property
     def compiled(self) -> Compiled | None:
+        """The maps in force; None until a compile succeeds."""
         return self._in_force.compiled
 
     def reload(self, rediscover: bool = True) -> bool:
@@ -196,10 +199,12 @@ class Engine:
         return None if self._try_enforce(self.policies, containers) else self.enforce_error
 
     def _describe(self, hit: Hit) -> CounterName:
+        """A hit's names, read while no compile hands out ids."""
         with self._lock:
             return describe(self._ids, hit)
 
     def _expand(self, hit: Hit) -> tuple[Hit, ...]:
+        """The rules' own hits behind a hit (a group's members), by the maps in force."""
         compiled = self.compiled
         return compiled.maps.expand(hit) if compiled else (hit,)
 
