@@ -17,7 +17,8 @@ import click
 
 from enforcer.bpf.records import KernelEvent
 from enforcer.containers.inventory import discover, resolve_container
-from enforcer.enforce.engine import Denial, Engine
+from enforcer.enforce.denials import Denial
+from enforcer.enforce.engine import Engine
 from enforcer.kernel.backends import Backend
 from enforcer.kernel.preflight import prepare
 from enforcer.policy.loader import LoadedPolicy, LoadResult

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from enforcer.bpf.abi import Action
 from enforcer.bpf.records import CounterKey
@@ -71,9 +70,15 @@ def _program_row(program: str, caller: str, blocked: int, audited: int) -> dict[
 
 
 def _with_totals(
-    node: dict[str, object], children_key: str, children: list[dict[str, Any]]
+    node: dict[str, object], children_key: str, children: list[dict[str, object]]
 ) -> dict[str, object]:
-    node["blocked"] = sum(int(child["blocked"]) for child in children)
-    node["audited"] = sum(int(child["audited"]) for child in children)
+    node["blocked"] = sum(_count(child, "blocked") for child in children)
+    node["audited"] = sum(_count(child, "audited") for child in children)
     node[children_key] = children
     return node
+
+
+def _count(row: Mapping[str, object], key: str) -> int:
+    value = row[key]
+    assert isinstance(value, int)  # every row's counts are set by _program_row or _with_totals
+    return value

@@ -28,7 +28,8 @@ from enforcer.bpf.pins import PinDir
 from enforcer.bpf.records import KernelEvent
 from enforcer.containers.inventory import discover, identify
 from enforcer.containers.netns import named_netns
-from enforcer.enforce.engine import Denial, Engine
+from enforcer.enforce.denials import Denial
+from enforcer.enforce.engine import Engine
 from enforcer.enforce.ids import Ids
 from enforcer.enforce.lifecycle import Lifecycle
 from enforcer.errors import EnforcerError
@@ -219,11 +220,22 @@ class Daemon:
 
     def _start_engine(self, program: ExecProgram, running: ExitStack) -> Engine:
         ids, save_ids = self._persisted_ids(program)
-        whole = _WholeProgram(program)
         self.engine = engine = Engine(
-            whole, self.options.load, discover, named_netns, ids=ids, save_ids=save_ids
+            program.rules,
+            program.counters,
+            self.options.load,
+            discover,
+            named_netns,
+            ids=ids,
+            save_ids=save_ids,
         )
-        self.lifecycle = lifecycle = Lifecycle(engine, whole, identify, self._log_denials)
+        self.lifecycle = lifecycle = Lifecycle(
+            engine,
+            held=program.held,
+            counters=program.counters,
+            identify=identify,
+            report=self._log_denials,
+        )
         # Kept on exit, the program goes on holding new cgroups' execs for the
         # next daemon to settle; else what is still held is let go.
         keep = self.options.keep_on_exit
@@ -407,24 +419,6 @@ class Daemon:
     def _request_reload(self) -> dict[str, bool]:
         self._flags.reload = True
         return {"reloading": True}
-
-
-class _WholeProgram:
-    """The program's parts as the one object Engine and Lifecycle take until they take the parts.
-
-    A bridge for one step of issue #16: Engine is to take `program.rules` and
-    `program.counters`, Lifecycle `program.held` and `program.counters`.
-    """
-
-    def __init__(self, program: ExecProgram) -> None:
-        rules, counters, held = program.rules, program.counters, program.held
-        self.reads_callers = rules.reads_callers
-        self.apply, self.assign_cgroups = rules.apply, rules.assign_cgroups
-        self.add_inodes, self.add_caller_inodes = rules.add_inodes, rules.add_caller_inodes
-        self.counters, self.add_counts = counters.counters, counters.add_counts
-        self.event_drops, self.full_maps = counters.event_drops, counters.full_maps
-        self.signal_errors = counters.signal_errors
-        self.held_execs, self.release_held = held.held_execs, held.release_held
 
 
 def _follow_lock() -> int | None:
