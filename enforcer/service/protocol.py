@@ -250,7 +250,8 @@ def _parse(kind: object, data: object, path: str) -> object:
         (inner,) = (a for a in args if a is not type(None))
         return _parse(inner, data, path)
     if origin is tuple:
-        items = _expect(list, data, path)
+        # A tuple too: what the daemon builds (Denial.to_json) is checked before it is sent.
+        items = data if isinstance(data, tuple) else _expect(list, data, path)
         return tuple(_parse(args[0], item, f"{path}[{i}]") for i, item in enumerate(items))
     if origin is dict:
         entries = _expect(dict, data, path)
