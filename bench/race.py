@@ -27,7 +27,7 @@ from bench.errors import MeasurementError, PrerequisiteError
 from bench.settings import Settings
 from bench.summary import Summary, optional_summary
 from enforcer.service.control import request
-from enforcer.service.daemon import FOLLOW_LOCK
+from enforcer.service.follow_lock import FOLLOW_LOCK
 from enforcer.service.locks import try_lock
 
 # What root may set here; podman's defaults ask for more (see FIELD-NOTES).

@@ -5,22 +5,31 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import click
 
-from enforcer.cli import table
+from enforcer.cli import printing
 from enforcer.errors import EnforcerError
 from enforcer.kernel.backends import Backend
 from enforcer.service import logs
-from enforcer.service.control import DEFAULT_SOCKET, request, stream
+from enforcer.service.control import DEFAULT_SOCKET, ask, ask_stream
+from enforcer.service.protocol import (
+    ContainersReply,
+    DenialEvent,
+    EventsReply,
+    StatsReply,
+    StatusReply,
+    dump,
+)
 
 # Each command imports what only it needs (policies, bcc, containers) in its
 # own body: `enforcer status` or `stats` must not pay for pydantic and the
 # policy model.
 
+T = TypeVar("T")
 WATCH_INTERVAL_S = 1.0
 BACKENDS = click.Choice([b.value for b in Backend])
 socket_option = click.option(
@@ -171,16 +180,14 @@ def check(paths: tuple[Path, ...]) -> None:
 def stats(as_json: bool, watch: bool, socket_path: Path) -> None:
     """Blocked and audited counts per policy, rule, container, program and caller."""
     while True:
-        result = _ask(socket_path, "stats")
+        result = _ask(socket_path, "stats", StatsReply)
         if as_json:
-            click.echo(json.dumps(result, indent=None if watch else 2))
+            click.echo(json.dumps(dump(result), indent=None if watch else 2))
         else:
             if watch:
                 click.clear()
                 click.echo(f"{time.strftime('%H:%M:%S')}  (Ctrl-C to stop)")
-            rows = list(_stat_rows(result["policies"]))
-            headers = ["POLICY", "RULE", "CONTAINER", "PROGRAM", "CALLER", "BLOCKED", "AUDITED"]
-            click.echo(table.render(headers, rows))
+            printing.print_stats(result)
         if not watch:
             return
         try:
@@ -196,13 +203,13 @@ def stats(as_json: bool, watch: bool, socket_path: Path) -> None:
 def events(follow: bool, as_json: bool, socket_path: Path) -> None:
     """Denials: time, policy, rule, container, pid, program and arguments."""
     if not as_json:
-        click.echo(EVENT_HEADER)
+        click.echo(printing.EVENT_HEADER)
     try:
         if follow:
-            for denial in stream(socket_path, "events", follow=True):
+            for denial in ask_stream(socket_path, "events", DenialEvent, follow=True):
                 _print_event(denial, as_json)
         else:
-            for denial in _ask(socket_path, "events")["events"]:
+            for denial in _ask(socket_path, "events", EventsReply).events:
                 _print_event(denial, as_json)
     except EnforcerError as e:
         click.echo(f"enforcer: {e}", err=True)
@@ -211,45 +218,11 @@ def events(follow: bool, as_json: bool, socket_path: Path) -> None:
         return
 
 
-EVENT_HEADER = (
-    f"{'TIME':19}  {'ACTION':7}  {'POLICY/RULE':28}  {'CONTAINER':26}  {'PID':>7}  PROGRAM"
-)
-
-
-def _print_event(denial: dict[str, Any], as_json: bool) -> None:
+def _print_event(denial: DenialEvent, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(denial))
-        return
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(denial["time"]))
-    where = _container_label(denial["container_id"], denial["container_name"])
-    argv = " ".join(denial["argv"][1:])
-    invoked = denial.get("invoked")
-    program = f"{denial['filename']} (invoked as {invoked})" if invoked else denial["filename"]
-    caller = denial.get("caller")
-    called = f"  (called by {caller})" if caller else ""
-    click.echo(
-        f"{when:19}  {denial['action']:7}  {denial['policy'] + '/' + denial['rule']:28}  "
-        f"{where:26}  {denial['pid']:>7}  {program} {argv}".rstrip()
-        + called
-    )
-
-
-def _stat_rows(policies: list[dict[str, Any]]) -> Iterator[list[object]]:
-    for policy in policies:
-        if not policy["rules"]:
-            yield [policy["name"], "-", "-", "-", "-", 0, 0]
-        for rule in policy["rules"]:
-            for container in rule["containers"]:
-                where = _container_label(container["id"], container["name"])
-                for program in container["programs"]:
-                    yield [policy["name"], rule["name"], where, program["program"],
-                           program.get("caller", "-"), program["blocked"],
-                           program["audited"]]  # fmt: skip
-
-
-def _container_label(container_id: str, name: str) -> str:
-    short = container_id[:12]
-    return f"{short} ({name})" if name and name != container_id else short
+        click.echo(json.dumps(dump(denial)))
+    else:
+        printing.print_event(denial)
 
 
 @main.command()
@@ -257,17 +230,11 @@ def _container_label(container_id: str, name: str) -> str:
 @socket_option
 def containers(as_json: bool, socket_path: Path) -> None:
     """The containers the daemon sees, and the policies that select each."""
-    found = _ask(socket_path, "containers")["containers"]
+    found = _ask(socket_path, "containers", ContainersReply)
     if as_json:
-        click.echo(json.dumps(found, indent=2))
-        return
-    rows = [
-        [c["id"][:12], c["name"] or "-", c["image"] or "-", c["runtime"],
-         c["cgroup_id"] if c["cgroup_id"] is not None else "-", ", ".join(c["policies"]) or "-"]
-        for c in found
-    ]  # fmt: skip
-    header = ["CONTAINER", "NAME", "IMAGE", "RUNTIME", "CGROUP", "POLICIES"]
-    click.echo(table.render(header, rows))
+        click.echo(json.dumps([dump(c) for c in found.containers], indent=2))
+    else:
+        printing.print_containers(found)
 
 
 @main.command()
@@ -275,39 +242,12 @@ def containers(as_json: bool, socket_path: Path) -> None:
 @socket_option
 def status(as_json: bool, socket_path: Path) -> None:
     """Backend, kernel, policies and selected containers; exit 0 only when enforcing."""
-    result = _ask(socket_path, "status")
+    result = _ask(socket_path, "status", StatusReply)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(dump(result), indent=2))
     else:
-        _print_status(result)
-    sys.exit(0 if result.get("enforcing") else 1)
-
-
-def _print_status(result: dict[str, Any]) -> None:
-    state = "enforcing" if result["enforcing"] else "NOT enforcing"
-    click.echo(f"{state}  backend={result['backend']} ({result['backend_reason']})")
-    click.echo(f"kernel {result['kernel']}, up {result['uptime_seconds']} s, "
-               f"{result['containers_known']} containers known, "
-               f"{result['event_drops']} events dropped")  # fmt: skip
-    rows = []
-    for policy in result["policies"]:
-        selected = [_container_label(c["id"], c["name"]) for c in policy["containers"]]
-        if policy["host"]:
-            selected.append("host")
-        selected += [f"? {u}" for u in policy["unresolved"]]
-        rows.append([policy["name"], policy["mode"], policy["rules"], ", ".join(selected) or "-"])
-    click.echo(table.render(["POLICY", "MODE", "RULES", "SELECTS"], rows))
-    for problem in result["problems"]:
-        click.echo(f"problem: {problem}", err=True)
-    for warning in result.get("warnings", []):
-        click.echo(f"warning: {warning}", err=True)
-    full = {what: n for what, n in result.get("full_maps", {}).items() if n}
-    if full:
-        counts = ", ".join(f"{what} {n}" for what, n in sorted(full.items()))
-        click.echo(f"maps were full: {counts}", err=True)
-    if result.get("enforce_error"):
-        click.echo(f"not applied, the policies above stay in force: {result['enforce_error']}",
-                   err=True)  # fmt: skip
+        printing.print_status(result)
+    sys.exit(0 if result.enforcing else 1)
 
 
 @main.command()
@@ -382,42 +322,19 @@ def doctor(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(diagnosis.to_json(), indent=2))
     else:
-        _print_diagnosis(diagnosis)
+        printing.print_diagnosis(diagnosis)
     sys.exit(0 if diagnosis.enforcement_possible else 1)
 
 
-def _print_diagnosis(diagnosis: Any) -> None:
-    click.echo(f"kernel {diagnosis.release}")
-    rows = [[c.name, c.label if c.ok else c.label.upper(), c.seen] for c in diagnosis.checks]
-    click.echo(table.render(["CHECK", "STATE", "SEEN"], rows))
-    click.echo("\nbackends, best first:")
-    for verdict in diagnosis.backends:
-        state = "usable" if verdict.usable else "no: " + "; ".join(verdict.problems)
-        click.echo(f"  {verdict.backend:<10}  {state}")
-    missing = [c for c in diagnosis.checks if not c.ok]
-    if missing:
-        click.echo("\nwhat is missing, what it costs, and the fix:")
-    for check in missing:
-        click.echo(f"  {check.name}: {check.consequence}")
-        click.echo(f"    fix: {check.fix}")
-    click.echo("")
-    if not diagnosis.root:
-        click.echo("backend: unknown until run as root")
-    elif diagnosis.choice is None:
-        click.echo("backend: none; enforcer cannot enforce on this kernel")
-    else:
-        click.echo(f"backend: {diagnosis.choice.backend} ({diagnosis.choice.reason})")
-
-
-def _ask(socket_path: Path, command: str) -> Any:
+def _ask(socket_path: Path, command: str, reply: type[T]) -> T:
     try:
-        return request(socket_path, command)
+        return ask(socket_path, command, reply)
     except EnforcerError as e:
         click.echo(f"enforcer: {e}", err=True)
         sys.exit(2)
 
 
-def _exit_on_error(action: Any) -> None:
+def _exit_on_error(action: Callable[[], int | None]) -> None:
     try:
         code = action()
     except EnforcerError as e:

@@ -1,8 +1,8 @@
 """Keeps the kernel enforcing the current policies on the current containers.
 
 The engine owns the last good policy set, the container inventory and the
-stable ids; it compiles them into the kernel's maps at each reload, and
-answers the questions the CLI asks. Its parts do the rest: `Placement` puts
+stable ids; it compiles them into the kernel's maps at each reload (what the
+CLI asks is answered from its state by service/reports.py). Its parts do the rest: `Placement` puts
 cgroups that appear between compiles into sets, `DenialLog` names the
 kernel's rule hits. It talks to the kernel only through the tables of
 enforcer.enforce.tables, so it is independent of bcc.
@@ -11,11 +11,10 @@ enforcer.enforce.tables, so it is independent of bcc.
 from __future__ import annotations
 
 import logging
-import platform
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from enforcer.bpf.abi import EventKind
 from enforcer.bpf.records import CounterKey, KernelEvent
@@ -30,9 +29,7 @@ from enforcer.enforce.ids import CounterName, Ids, describe
 from enforcer.enforce.map_contents import Hit
 from enforcer.enforce.placement import InForce, Placement, root_views
 from enforcer.enforce.selection import select
-from enforcer.enforce.stats import nest_counts
-from enforcer.enforce.tables import CounterTables, RuleTables
-from enforcer.enforce.writable import MAX_WARNINGS, writable_allowed
+from enforcer.enforce.tables import RuleTables
 from enforcer.errors import EnforcerError
 from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.problems import PolicyProblem
@@ -40,13 +37,23 @@ from enforcer.policy.problems import PolicyProblem
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The engine's policies, containers and compile, as one reading (see service/reports.py)."""
+
+    policies: tuple[LoadedPolicy, ...]
+    problems: tuple[PolicyProblem, ...]
+    containers: tuple[Container, ...]
+    compiled: Compiled | None
+    enforce_error: str | None
+
+
 class Engine:
-    """Policies + containers -> kernel maps; kernel counters/events -> names."""
+    """Policies + containers -> kernel maps; kernel counters and events -> names."""
 
     def __init__(
         self,
         rules: RuleTables,
-        counters: CounterTables,
         load: Callable[[], LoadResult],
         discover: Callable[[], list[Container]],
         named_netns: Callable[[], Mapping[str, int]],
@@ -55,7 +62,6 @@ class Engine:
         save_ids: Callable[[Ids], None] | None = None,
     ) -> None:
         self._rules = rules
-        self._counters = counters
         self._load = load
         self._discover = discover
         self._named_netns = named_netns
@@ -228,34 +234,24 @@ class Engine:
         """The denials recorded after the first `seen`, waiting up to `timeout` for one."""
         return self.denial_log.denials_after(seen, timeout)
 
-    def stats(self) -> dict[str, object]:
-        """Blocked and audited counts per policy, rule, container and program."""
+    def snapshot(self) -> Snapshot:
+        """What the engine enforces now, read at one moment (for the reports)."""
         with self._lock:
-            counters = self._expanded(self._counters.counters())
-            names = {key: describe(self._ids, key) for key in counters}
-        return {"policies": nest_counts(names, counters, self.owner, self._policy_names())}
-
-    def _expanded(self, counters: Mapping[CounterKey, int]) -> dict[CounterKey, int]:
-        """Counters with each group hit's count given to every rule of the group."""
-        maps = self.compiled.maps if self.compiled else None
-        result: dict[CounterKey, int] = {}
-        for key, count in counters.items():
-            members = (
-                maps.expand(Hit(key.policy_id, key.rule_id, key.target_id, key.action))
-                if maps
-                else ()
+            return Snapshot(
+                policies=self.policies,
+                problems=self.problems,
+                containers=tuple(self.containers),
+                compiled=self.compiled,
+                enforce_error=self.enforce_error,
             )
-            if len(members) <= 1 or members[0].policy_id == key.policy_id:
-                result[key] = result.get(key, 0) + count
-                continue
-            for hit in members:
-                own = replace(key, policy_id=hit.policy_id, rule_id=hit.rule_id,
-                              target_id=hit.target_id, action=hit.action)  # fmt: skip
-                result[own] = result.get(own, 0) + count
-        return result
 
-    def containers_report(self) -> list[dict[str, object]]:
-        """Every container the daemon knows, with the policies that select it."""
+    def counter_names(self, keys: Iterable[CounterKey]) -> dict[CounterKey, CounterName]:
+        """The policy, rule and program each counter's ids stand for."""
+        with self._lock:
+            return {key: describe(self._ids, key) for key in keys}
+
+    def selections(self) -> list[tuple[Container, list[str]]]:
+        """Every container the engine knows, with the names of the policies that select it."""
         with self._lock:
             containers = list(self.containers)
             netns = self._netns()
@@ -263,96 +259,7 @@ class Engine:
             for loaded in self.policies:
                 for container_id in select(loaded.policy, containers, netns).container_ids:
                     selected[container_id].append(loaded.policy.name)
-        return [
-            {
-                "id": c.id,
-                "name": c.name,
-                "image": c.image,
-                "runtime": c.runtime,
-                "labels": dict(c.labels),
-                "cgroup_path": c.cgroup_path,
-                "cgroup_id": c.cgroup_ids[0] if c.cgroup_ids else None,
-                "pid": c.pid,
-                "policies": selected[c.id],
-            }
-            for c in containers
-        ]
-
-    def policy_states(self) -> dict[str, int]:
-        """Policies in force as written, in force in their last good version, files refused."""
-        with self._lock:
-            bad = {problem.file for problem in self.problems}
-            stale = sum(1 for p in self.policies if p.source in bad or p.source.parent in bad)
-            if self.enforce_error is not None:
-                # Every policy runs on maps compiled before the change that failed.
-                return {"ok": 0, "stale": len(self.policies), "error": max(1, len(bad))}
-            return {"ok": len(self.policies) - stale, "stale": stale, "error": len(bad)}
-
-    def event_drops(self) -> int:
-        return self._counters.event_drops()
-
-    def full_maps(self) -> dict[str, int]:
-        return self._counters.full_maps()
-
-    def _policy_names(self) -> list[str]:
-        return [p.policy.name for p in self.policies]
-
-    def _warnings(self, compiled: Compiled | None) -> list[str]:
-        """Allowed files that their container can overwrite (see enforcer.enforce.writable)."""
-        if compiled is None:
-            return []
-        chosen = {s.policy: s.container_ids for s in compiled.selections}
-        warnings: list[str] = []
-        for loaded in self.policies:
-            policy = loaded.policy
-            warnings += writable_allowed(policy, self.containers, chosen.get(policy.name, ()))
-        return warnings[:MAX_WARNINGS]
-
-    def status(self, backend: str, reason: str, enforcing: bool) -> dict[str, object]:
-        with self._lock:
-            compiled = self.compiled
-            return {
-                "enforcing": enforcing,
-                "backend": backend,
-                "backend_reason": reason,
-                "kernel": platform.release(),
-                "uptime_seconds": round(time.time() - self.started, 1),
-                "event_drops": self._counters.event_drops(),
-                "full_maps": self._counters.full_maps(),
-                "signal_errors": dict(
-                    zip(("kill", "stop"), self._counters.signal_errors(), strict=True)
-                ),
-                "policies": [_policy_status(p, compiled, self.containers) for p in self.policies],
-                "warnings": self._warnings(compiled),
-                "problems": [str(p) for p in self.problems],
-                "enforce_error": self.enforce_error,
-                "policy_files_with_problems": len({p.file for p in self.problems}),
-                "containers_known": len(self.containers),
-            }
-
-
-def _policy_status(
-    loaded: LoadedPolicy, compiled: Compiled | None, containers: Sequence[Container]
-) -> dict[str, object]:
-    policy = loaded.policy
-    selection = (
-        next((s for s in compiled.selections if s.policy == policy.name), None)
-        if compiled
-        else None
-    )
-    by_id = {c.id: c for c in containers}
-    return {
-        "name": policy.name,
-        "mode": policy.spec.mode.value,
-        "source": str(loaded.source),
-        "rules": len(policy.spec.rules),
-        "host": policy.spec.selector.host,
-        "containers": [
-            {"id": cid, "name": by_id[cid].name if cid in by_id else ""}
-            for cid in (selection.container_ids if selection else ())
-        ],
-        "unresolved": list(selection.unresolved) if selection else [],
-    }
+        return [(c, selected[c.id]) for c in containers]
 
 
 def _without_callers(result: LoadResult) -> LoadResult:

@@ -1,7 +1,8 @@
 """The control socket: the daemon answers, the CLI asks.
 
 One JSON object per line each way: {"command": "stats"} ->
-{"ok": true, "result": {...}} or {"ok": false, "error": "..."}.
+{"ok": true, "result": {...}} or {"ok": false, "error": "..."}. The results
+are the models of service/protocol.py; a stream sends one reply per item.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import socketserver
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from enforcer.errors import DaemonUnavailableError, EnforcerError
+from enforcer.service.protocol import JsonObject, parse
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,9 @@ CONTROL_GROUP = "enforcer"
 MAX_REQUEST_BYTES = 64 * 1024
 CLIENT_TIMEOUT_SECONDS = 10.0
 
-Handler = Callable[[str, dict[str, Any]], object]
+T = TypeVar("T")
+# A command's name and arguments -> its reply, or an iterator of replies (a stream).
+Handler = Callable[[str, JsonObject], JsonObject | Iterator[JsonObject]]
 
 
 class UnknownCommandError(EnforcerError):
@@ -104,8 +108,19 @@ def _restrict(path: Path) -> None:
     os.chmod(path, 0o660)
 
 
+def ask(path: Path, command: str, reply: type[T], **arguments: object) -> T:
+    """Sends one command to the daemon and returns its result as a `reply` model."""
+    return parse(reply, request(path, command, **arguments))
+
+
+def ask_stream(path: Path, command: str, item: type[T], **arguments: object) -> Iterator[T]:
+    """Sends one command and yields each result as an `item` model, until the daemon hangs up."""
+    for result in stream(path, command, None, **arguments):
+        yield parse(item, result)
+
+
 def request(path: Path, command: str, **arguments: object) -> Any:
-    """Sends one command to the daemon and returns its result."""
+    """Sends one command to the daemon and returns its result, decoded JSON (for scripts)."""
     for result in stream(path, command, timeout=CLIENT_TIMEOUT_SECONDS, **arguments):
         return result
     raise DaemonUnavailableError(f"the daemon on {path} hung up without answering '{command}'")
@@ -136,7 +151,9 @@ def stream(
         raise DaemonUnavailableError(f"no valid answer from the daemon on {path}: {e}") from e
 
 
-def _result(reply: dict[str, Any], command: str) -> Any:
+def _result(reply: object, command: str) -> object:
+    if not isinstance(reply, dict):
+        raise ValueError(f"expected a JSON object, got {reply!r}")
     if not reply.get("ok"):
         raise DaemonUnavailableError(f"the daemon refused '{command}': {reply.get('error')}")
     return reply["result"]

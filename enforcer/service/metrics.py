@@ -1,7 +1,7 @@
 """The Prometheus endpoint: off unless `enforcer run --metrics ADDR` asks for it.
 
 Nothing is counted twice: at each scrape the collector reads the kernel's
-counters through a `MetricsSource` (the daemon's `Engine`), so the values are
+counters through a `MetricsSource` (the daemon's `Reports`), so the values are
 those `enforcer stats` shows. The kernel's counters only grow, as Prometheus
 expects of a counter; should they start again from zero (new maps), rate()
 sees an ordinary counter reset.
@@ -26,19 +26,18 @@ import socket
 import socketserver
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from enforcer.errors import EnforcerError
+from enforcer.service.protocol import PolicyStates, StatsReply
 
 log = logging.getLogger(__name__)
 
 HOST = "host"
-# Always exported, at 0 when the source has none, so alerts need no absent().
-POLICY_STATES = ("ok", "stale", "error")
 # A scraper that stops sending mid-request loses its connection after this long.
 REQUEST_TIMEOUT_SECONDS = 10.0
 
@@ -58,15 +57,14 @@ class MetricsAddressError(EnforcerError):
 
 
 class MetricsSource(Protocol):
-    """What the collector reads at each scrape (the daemon's `Engine`)."""
+    """What the collector reads at each scrape (the daemon's `service.reports.Reports`)."""
 
-    def stats(self) -> Mapping[str, object]:
-        """Counts in `Engine.stats()` shape: {"policies": [{name, rules: [{name,
-        containers: [{id, blocked, audited, ...}]}]}]}."""
+    def stats(self) -> StatsReply:
+        """The counts `enforcer stats` shows: policy -> rule -> container -> program."""
         ...
 
-    def policy_states(self) -> Mapping[str, int]:
-        """How many policies are in each state, e.g. {"ok": 3, "error": 1}."""
+    def policy_states(self) -> PolicyStates:
+        """How many policies are in each state."""
         ...
 
     def event_drops(self) -> int:
@@ -74,7 +72,7 @@ class MetricsSource(Protocol):
         ...
 
     def full_maps(self) -> Mapping[str, int]:
-        """Writes that found a BPF map full, by what was lost (bpf_program.full_maps)."""
+        """Writes that found a BPF map full, by what was lost (bpf.counters.Counters.full_maps)."""
         ...
 
 
@@ -95,8 +93,10 @@ class EnforcerCollector:
         ):
             blocked.add_metric([policy, rule, container], n_blocked)
             audited.add_metric([policy, rule, container], n_audited)
-        states = dict.fromkeys(POLICY_STATES, 0) | dict(self._source.policy_states())
-        for state, count in sorted(states.items()):
+        # Every state, at 0 too, so alerts need no absent().
+        states = self._source.policy_states()
+        by_state = {"ok": states.ok, "stale": states.stale, "error": states.error}
+        for state, count in sorted(by_state.items()):
             policies.add_metric([state], count)
         dropped.add_metric([], self._source.event_drops())
         for what, count in sorted(self._source.full_maps().items()):
@@ -138,22 +138,18 @@ class EnforcerCollector:
         )
 
 
-def execs_by_container(stats: Mapping[str, object]) -> dict[tuple[str, str, str], tuple[int, int]]:
-    """(policy, rule, container id or "host") -> (blocked, audited), from `Engine.stats()`.
+def execs_by_container(stats: StatsReply) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """(policy, rule, container id or "host") -> (blocked, audited), from a stats report.
 
     The host's many cgroups are one "host" container; programs are summed.
     """
     counts: dict[tuple[str, str, str], tuple[int, int]] = {}
-    policies: Any = stats.get("policies", [])
-    for policy in policies:
-        for rule in policy.get("rules", []):
-            for container in rule.get("containers", []):
-                key = (str(policy["name"]), str(rule["name"]), str(container["id"]) or HOST)
+    for policy in stats.policies:
+        for rule in policy.rules:
+            for container in rule.containers:
+                key = (policy.name, rule.name, container.id or HOST)
                 blocked, audited = counts.get(key, (0, 0))
-                counts[key] = (
-                    blocked + int(container["blocked"]),
-                    audited + int(container["audited"]),
-                )
+                counts[key] = (blocked + container.blocked, audited + container.audited)
     return counts
 
 
@@ -198,7 +194,7 @@ class _QuietHandler(WSGIRequestHandler):
 
     timeout = REQUEST_TIMEOUT_SECONDS
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("metrics request: " + format, *args)
 
 

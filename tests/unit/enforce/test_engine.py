@@ -19,6 +19,8 @@ from enforcer.enforce.ids import describe
 from enforcer.enforce.map_contents import GROUP_POLICY_ID, Hit, MapContents
 from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.model import ExecPolicy
+from enforcer.service.protocol import PolicyStates
+from enforcer.service.reports import Reports
 
 WEB = Container(id="a" * 64, runtime="podman", name="web-1", cgroup_ids=(101,), pid=None)
 
@@ -43,7 +45,6 @@ def test_a_runtime_that_times_out_does_not_unselect_a_placed_container() -> None
     seen = [WEB]
     engine = Engine(
         program,
-        FakeCounters(),
         lambda: LoadResult((by_name("web-*"),), ()),
         lambda: list(seen),
         lambda: {},
@@ -68,7 +69,6 @@ def test_calledby_on_a_program_that_cannot_read_callers_is_a_problem_of_its_file
     match = {"names": ["sh"], "calledBy": {"paths": ["/usr/sbin/nginx"]}}
     engine = Engine(
         program,
-        FakeCounters(),
         lambda: LoadResult((by_name("web-*", match),), ()),
         lambda: [WEB],
         lambda: {},
@@ -89,7 +89,6 @@ def host_engine(
     """An engine enforcing the policy `files` (which the test may change) with no containers."""
     engine = Engine(
         rules,
-        counters if counters is not None else FakeCounters(),
         lambda: LoadResult(tuple(files), ()),
         lambda: [],
         lambda: {},
@@ -119,14 +118,14 @@ def test_a_refused_map_write_keeps_the_policies_in_force_and_says_why() -> None:
     assert engine.enforce_error is not None and "refused" in engine.enforce_error
     # Held execs are decided by what the kernel enforces, not by the change that failed.
     assert engine.any_rule.names(nc, {}) and not engine.any_rule.names(socat, {})
-    assert engine.policy_states() == {"ok": 0, "stale": 1, "error": 1}
-    assert engine.status("tracepoint", "", enforcing=True)["enforce_error"] == engine.enforce_error
+    reports = Reports(engine, FakeCounters())
+    assert reports.policy_states() == PolicyStates(ok=0, stale=1, error=1)
 
     rules.refuse = False
     assert engine.reload() is True
     assert engine.enforce_error is None
     assert [p.policy.name for p in engine.policies] == ["second"]
-    assert engine.policy_states() == {"ok": 1, "stale": 0, "error": 0}
+    assert reports.policy_states() == PolicyStates(ok=1, stale=0, error=0)
 
 
 def audits(policy: str, count: int) -> list[dict[str, object]]:
@@ -156,11 +155,11 @@ def test_a_group_hit_counts_for_every_rule_it_stands_for_under_its_own_policy() 
         CounterKey(7, own[0].policy_id, own[0].rule_id, own[0].target_id, own[0].action): 1,
     }
 
-    report: Any = engine.stats()
+    report = Reports(engine, counters).stats()
     audited = {
-        (policy["name"], rule["name"]): rule["audited"]
-        for policy in report["policies"]
-        for rule in policy["rules"]
+        (policy.name, rule.name): rule.audited
+        for policy in report.policies
+        for rule in policy.rules
     }
     assert engine.compiled is not None
     names = {h: describe(engine.compiled.ids, h) for h in (*members, own[0])}
@@ -168,7 +167,7 @@ def test_a_group_hit_counts_for_every_rule_it_stands_for_under_its_own_policy() 
         **{(names[m].policy, names[m].rule): 3 for m in members},
         (names[own[0]].policy, names[own[0]].rule): 1,
     }
-    totals = {policy["name"]: policy["audited"] for policy in report["policies"]}
+    totals = {policy.name: policy.audited for policy in report.policies}
     assert sum(totals.values()) == 3 * len(members) + 1
 
 

@@ -103,9 +103,7 @@ def daemon(
     policies: list[LoadedPolicy], *execs: HeldExec, identify: Identify = no_container
 ) -> Iterator[Daemon]:
     rules, counters, table = FakeRules(), FakeCounters(), FakeHeld(*execs)
-    engine = Engine(
-        rules, counters, lambda: LoadResult(tuple(policies), ()), lambda: [], lambda: {}
-    )
+    engine = Engine(rules, lambda: LoadResult(tuple(policies), ()), lambda: [], lambda: {})
     assert engine.reload() is True
     reported: list[Denial] = []
     settled = threading.Event()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from enforce_fakes import FakeCounters, FakeRules, kills, loaded
+from enforce_fakes import FakeRules, kills, loaded
 
 from enforcer.containers.model import Container
 from enforcer.enforce.engine import Engine
@@ -23,9 +23,7 @@ DBS = loaded("db", {"containers": {"names": ["db-*"]}}, kills("psql"))
 
 def engine_with(policies: list[LoadedPolicy], running: list[Container]) -> tuple[Engine, FakeRules]:
     rules = FakeRules()
-    engine = Engine(
-        rules, FakeCounters(), lambda: LoadResult(tuple(policies), ()), lambda: running, lambda: {}
-    )
+    engine = Engine(rules, lambda: LoadResult(tuple(policies), ()), lambda: running, lambda: {})
     assert engine.reload() is True
     return engine, rules
 

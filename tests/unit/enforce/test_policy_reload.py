@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from enforce_fakes import FakeCounters, FakeRules
+from enforce_fakes import FakeRules
 
 from enforcer.enforce.engine import Engine
 from enforcer.policy import LoadResult, load_policies
@@ -32,7 +32,7 @@ spec:
 
 
 def engine_for(load: Callable[[], LoadResult]) -> Engine:
-    return Engine(FakeRules(), FakeCounters(), load, discover=lambda: [], named_netns=lambda: {})
+    return Engine(FakeRules(), load, discover=lambda: [], named_netns=lambda: {})
 
 
 def add_newcomer_after_reload(engine: Engine, directory: Path) -> tuple[Path, Path]:

@@ -16,9 +16,11 @@ from enforcer.service.metrics import (
     MetricsAddressError,
     MetricsServer,
     MetricsSource,
+    execs_by_container,
     parse_address,
     serve,
 )
+from enforcer.service.protocol import PolicyStates, ProtocolError, StatsReply, parse
 
 SCRAPE_TIMEOUT_S = 5.0
 CONTAINER = "3f4e5d6c7b8a9f0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a3f4e"
@@ -26,18 +28,21 @@ CONTAINER = "3f4e5d6c7b8a9f0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a3f4e"
 
 @dataclass
 class StaticSource:
-    """A MetricsSource holding its answers; tests change them between scrapes."""
+    """A MetricsSource holding its answers as JSON; tests change them between scrapes.
+
+    Each reading parses them into the typed reports, as `enforcer stats` parses the daemon's.
+    """
 
     tree: dict[str, object] = field(default_factory=lambda: {"policies": []})
     states: dict[str, int] = field(default_factory=dict)
     drops: int = 0
     full: dict[str, int] = field(default_factory=dict)
 
-    def stats(self) -> Mapping[str, object]:
-        return self.tree
+    def stats(self) -> StatsReply:
+        return parse(StatsReply, self.tree)
 
-    def policy_states(self) -> Mapping[str, int]:
-        return self.states
+    def policy_states(self) -> PolicyStates:
+        return parse(PolicyStates, {"ok": 0, "stale": 0, "error": 0} | self.states)
 
     def event_drops(self) -> int:
         return self.drops
@@ -58,7 +63,7 @@ def container(cid: str, blocked: int, audited: int, cgroup_id: int = 1) -> dict[
 
 
 def stats_tree() -> dict[str, object]:
-    """Engine.stats() shape: two host cgroups, one container, a policy with no counts yet."""
+    """`enforcer stats --json`: two host cgroups, one container, a policy with no counts yet."""
     return {
         "policies": [
             {
@@ -143,7 +148,16 @@ def test_values_are_read_at_each_scrape(server: MetricsServer, source: StaticSou
         "policies": [
             {
                 "name": "no-recon",
-                "rules": [{"name": "recon", "containers": [container("host", 12, 0)]}],
+                "blocked": 12,
+                "audited": 0,
+                "rules": [
+                    {
+                        "name": "recon",
+                        "blocked": 12,
+                        "audited": 0,
+                        "containers": [container("host", 12, 0)],
+                    }
+                ],
             }
         ]
     }
@@ -260,6 +274,24 @@ def test_static_source_is_a_metrics_source() -> None:
     # mypy checks the assignment: the test double is the real interface.
     checked: MetricsSource = StaticSource()
     assert checked.event_drops() == 0
+
+
+def test_stats_are_summed_from_the_parsed_report() -> None:
+    counts = execs_by_container(parse(StatsReply, stats_tree()))
+
+    assert counts == {
+        ("no-recon", "recon", "host"): (5, 1),
+        ("no-recon", "recon", CONTAINER): (4, 0),
+    }
+
+
+def test_a_report_of_the_wrong_shape_is_refused() -> None:
+    counted_as_text = container("host", 2, 0) | {"blocked": "2"}
+    rule = {"name": "recon", "blocked": 2, "audited": 0, "containers": [counted_as_text]}
+    tree = {"policies": [{"name": "no-recon", "blocked": 2, "audited": 0, "rules": [rule]}]}
+
+    with pytest.raises(ProtocolError, match=r"policies\[0\]\.rules\[0\]\.containers\[0\]"):
+        parse(StatsReply, tree)
 
 
 def _has_ipv6_loopback() -> bool:
