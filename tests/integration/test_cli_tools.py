@@ -75,22 +75,26 @@ class CliTool:
 
     def next_line(self, timeout: float = LINE_TIMEOUT_S) -> str:
         """The next stdout line; fails the test at the deadline or at end of output."""
-        line = self._with_diagnostics(lambda: self._take(timeout))
+        try:
+            line = self._take(timeout)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.diagnostics()}") from None
         if line is None:
             raise AssertionError(f"no output for {timeout} s\n{self.diagnostics()}")
         return line
 
     def wait_for(self, wanted: Callable[[str], bool], timeout: float = LINE_TIMEOUT_S) -> str:
         """Reads lines until one is `wanted`; fails the test if none is before the deadline."""
-        line = self._with_diagnostics(
-            lambda: eventually(
+        try:
+            line = eventually(
                 lambda: self._take(LINE_SLICE_S),
                 timeout,
                 what="a wanted line",
                 until=lambda taken: taken is not None and wanted(taken),
                 interval=0,  # _take waits for the next line itself
             )
-        )
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.diagnostics()}") from None
         assert line is not None
         return line
 
@@ -105,12 +109,6 @@ class CliTool:
             raise AssertionError("output ended")
         self.seen.append(line)
         return line
-
-    def _with_diagnostics(self, take: Callable[[], str | None]) -> str | None:
-        try:
-            return take()
-        except AssertionError as e:
-            raise AssertionError(f"{e}\n{self.diagnostics()}") from None
 
     def drain(self) -> None:
         """Consumes the lines already printed, so the next one is printed from now on."""
