@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import proc, processes
+from bench import proc
 from bench.errors import MeasurementError
-from enforcer.errors import DaemonUnavailableError
-from enforcer.service.control import request
+from tests.support.daemon import DaemonProcess, spawn
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -35,15 +34,8 @@ COMPILE_LOG = re.compile(
 
 
 @dataclass
-class Daemon:
-    process: subprocess.Popen[bytes]
-    socket: Path
-    log: Path
+class Daemon(DaemonProcess):
     start_seconds: float  # from spawning `enforcer run` to its status saying enforcing
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     def cli_json(self, command: str) -> Any:
         """`enforcer COMMAND --json --socket S`, as a script would call it."""
@@ -100,22 +92,18 @@ def running(
     program enforcing when it stops (--keep-on-exit), for the next start to
     take over; the caller ends that with `unload`.
     """
-    socket = workdir / "enforcer.sock"
-    log = workdir / "daemon.log"
     pin_dir = kept_pins or BPFFS / f"enforcer-bench-{secrets.token_hex(4)}"
-    argv = [sys.executable, "-m", "enforcer", "run", "--policies", str(policies)]
-    argv += ["--socket", str(socket), *_private_state(pin_dir, workdir / "state", bpf_cache)]
+    options = _private_state(pin_dir, workdir / "state", bpf_cache)
     if kept_pins is not None and "--keep-on-exit" in _run_options():
-        argv.append("--keep-on-exit")
+        options.append("--keep-on-exit")
     try:
-        with log.open("ab") as log_file:
-            started = time.monotonic()
-            process = subprocess.Popen(argv, stdout=log_file, stderr=log_file)
+        started = time.monotonic()
+        spawned = spawn(policies, workdir / "enforcer.sock", workdir / "daemon.log", options)
         try:
-            _wait_enforcing(process, socket, log)
-            yield Daemon(process, socket, log, start_seconds=time.monotonic() - started)
+            _wait_enforcing(spawned)
+            yield Daemon(spawned.process, spawned.socket, spawned.log, time.monotonic() - started)
         finally:
-            processes.stop(process, signal.SIGTERM, STOP_TIMEOUT_S)
+            spawned.stop(STOP_TIMEOUT_S)
     finally:
         if kept_pins is None:
             shutil.rmtree(pin_dir, ignore_errors=True)
@@ -148,15 +136,8 @@ def _private_state(pin_dir: Path, state_dir: Path, bpf_cache: Path | None) -> li
     ]
 
 
-def _wait_enforcing(process: subprocess.Popen[bytes], socket: Path, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise MeasurementError(f"enforcer run exited {process.returncode}; see {log}")
-        try:
-            if request(socket, "status")["enforcing"]:
-                return
-        except DaemonUnavailableError:
-            pass
-        time.sleep(STATUS_POLL_S)
-    raise MeasurementError(f"enforcer run was not enforcing after {START_TIMEOUT_S:.0f} s")
+def _wait_enforcing(spawned: DaemonProcess) -> None:
+    try:
+        spawned.wait_enforcing(START_TIMEOUT_S, STATUS_POLL_S)
+    except AssertionError as e:
+        raise MeasurementError(str(e)) from None

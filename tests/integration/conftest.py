@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +15,11 @@ from typing import Any
 import pytest
 from podman_helpers import debian_image_unavailable_reason, import_debian_image
 
-from enforcer.errors import DaemonUnavailableError
 from enforcer.kernel.mounts import ensure_mounts
-from enforcer.service.control import request
+from tests.support.daemon import DaemonProcess, spawn
+from tests.support.policies import HOST, exec_policy, rule
+from tests.support.prerequisites import bpf_unavailable_reason
+from tests.support.wait import eventually
 
 HELPERS = Path(__file__).resolve().parent.parent / "helpers"
 # Compiling the BPF program takes about 1 s here, 30-45 s under emulation
@@ -35,14 +35,6 @@ def requested_backend() -> str:
     One of `enforcer run --backend`'s choices: auto, lsm, kprobe, tracepoint.
     """
     return os.environ.get(BACKEND_ENV, "auto")
-
-
-def bpf_unavailable_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to load BPF programs (run pytest as root)"
-    if not Path("/sys/kernel/btf/vmlinux").exists() and not Path("/proc/kallsyms").exists():
-        return "this kernel exposes no symbols for BPF"
-    return None
 
 
 def build_helper(name: str, out_dir: Path) -> Path:
@@ -78,45 +70,30 @@ def debian_image() -> Iterator[str]:
 
 
 @dataclass
-class RunningDaemon:
-    """`enforcer run` in a child process, with its socket and log."""
+class RunningDaemon(DaemonProcess):
+    """`enforcer run` in a child process, with its socket, its log and its pins."""
 
-    process: subprocess.Popen[bytes]
-    socket: Path
-    log: Path
     pin_dir: Path | None = None
-
-    def ask(self, command: str) -> Any:
-        return request(self.socket, command)
 
     def wait_for_status(
         self, done: Callable[[dict[str, Any]], bool], timeout_s: float
     ) -> dict[str, Any]:
         """The first `status` for which `done` holds; fails the test after `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            status: dict[str, Any] = self.ask("status")
-            if done(status):
-                return status
-            time.sleep(0.05)
-        raise AssertionError(f"no such status within {timeout_s} s: {self.ask('status')}")
+        status: dict[str, Any] = eventually(
+            lambda: self.ask("status"), timeout_s, what="such a status", until=done
+        )
+        return status
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "enforcer", *args, "--socket", str(self.socket)]
         return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
-    def stop(self, keep_pins: bool = False) -> int:
+    def stop(self, timeout_s: float = DAEMON_STOP_TIMEOUT_S, keep_pins: bool = False) -> int:
         """Stops the daemon and, unless told to keep them, removes its pinned counters."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(DAEMON_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = super().stop(timeout_s)
         if self.pin_dir is not None and not keep_pins:
             shutil.rmtree(self.pin_dir, ignore_errors=True)
-        return self.process.returncode
+        return code
 
 
 def start_daemon(
@@ -131,30 +108,20 @@ def start_daemon(
     Its counters are pinned in a bpffs directory of its own (removed by `stop`),
     never in the one a real enforcer on this host uses.
     """
-    socket = socket or workdir / "enforcer.sock"
     pin_dir = pin_dir or Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
-    log = workdir / "daemon.log"
-    argv = [sys.executable, "-m", "enforcer", "run", "--policies", str(policies)]
-    argv += ["--pin-dir", str(pin_dir), "--state-dir", str(workdir / "state")]
+    options = ["--pin-dir", str(pin_dir), "--state-dir", str(workdir / "state")]
     if "--backend" not in extra:
-        argv += ["--backend", requested_backend()]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*argv, "--socket", str(socket), *extra], stdout=out, stderr=subprocess.STDOUT
-        )
-    daemon = RunningDaemon(process, socket, log, pin_dir)
-    deadline = time.monotonic() + DAEMON_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            daemon.stop()  # removes what it pinned before it failed
-            raise AssertionError(f"daemon exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if daemon.ask("status")["enforcing"]:
-                return daemon
-        except DaemonUnavailableError:
-            time.sleep(0.1)
-    daemon.stop()
-    raise AssertionError(f"daemon not ready after {DAEMON_START_TIMEOUT_S} s:\n{log.read_text()}")
+        options += ["--backend", requested_backend()]
+    started = spawn(
+        policies, socket or workdir / "enforcer.sock", workdir / "daemon.log", [*options, *extra]
+    )
+    daemon = RunningDaemon(started.process, started.socket, started.log, pin_dir)
+    try:
+        daemon.wait_enforcing(DAEMON_START_TIMEOUT_S, interval_s=0.1)
+    except AssertionError as e:
+        daemon.stop()  # removes what it pinned before it failed
+        raise AssertionError(f"{e}\n{daemon.log.read_text()}") from None
+    return daemon
 
 
 @pytest.fixture(scope="module")
@@ -184,25 +151,9 @@ def daemon_factory(tmp_path: Path) -> Iterator[Any]:
         daemon.stop()
 
 
-HOST_POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: {name}
-spec:
-  mode: {mode}
-  selector:
-    host: true
-  rules:
-    - name: forbidden
-      match:
-        names: [{program}]
-"""
-
-
 def host_policy(program: Path, name: str = "host-test", mode: str = "enforce") -> str:
     """A policy that reaches the host: it names only `program`, made for the test."""
-    return HOST_POLICY.format(name=name, mode=mode, program=program.name)
+    return exec_policy(name, HOST, [rule("forbidden", names=[program.name])], mode=mode)
 
 
 @pytest.fixture

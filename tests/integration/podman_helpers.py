@@ -18,8 +18,9 @@ elsewhere, e.g. `/tmp`.
 
 Root cannot raise rlimits on this machine, and podman's default ulimits are
 higher than the current ones, so every `podman run` here lowers them (see
-FIELD-NOTES). Call `podman_unavailable_reason()` (for the Debian image,
-`debian_image_unavailable_reason()`) first and skip with it.
+FIELD-NOTES). Mark tests that run containers `podman` (tests/conftest.py
+skips them where podman cannot run); for the Debian image, call
+`debian_image_unavailable_reason()` first and skip with it.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ import secrets
 import shutil
 import subprocess
 import tarfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-PODMAN = "podman"
-BUSYBOX = "busybox"
+from tests.support.prerequisites import BUSYBOX, PODMAN, podman_missing_reason
+from tests.support.wait import eventually
+
 ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
 DEFAULT_ARGS = ("/bin/sleep", "3600")
 # The applets linked into the image's /bin; pass more to podman_image().
@@ -57,15 +58,6 @@ class PodmanHelperError(RuntimeError):
     """Raised when a test image or container cannot be built, started or inspected."""
 
 
-def podman_unavailable_reason() -> str | None:
-    """Return why podman containers of `podman_image()` cannot run here, or None if they can."""
-    if (reason := _podman_missing_reason()) is not None:
-        return reason
-    if shutil.which(BUSYBOX) is None:
-        return "busybox is not installed (apt-get install busybox-static)"
-    return None
-
-
 def debian_tarball() -> Path:
     """The cached Debian rootfs: in $ENFORCER_IMAGE_CACHE, else in /var/cache/enforcer-tests."""
     cache = os.environ.get(IMAGE_CACHE_ENV)
@@ -74,19 +66,11 @@ def debian_tarball() -> Path:
 
 def debian_image_unavailable_reason() -> str | None:
     """Return why containers of `import_debian_image()` cannot run here, or None if they can."""
-    if (reason := _podman_missing_reason()) is not None:
+    if (reason := podman_missing_reason()) is not None:
         return reason
     tarball = debian_tarball()
     if not tarball.is_file():
         return f"no Debian image at {tarball}: build it with `make test-image` (as root)"
-    return None
-
-
-def _podman_missing_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to run podman containers that enforcer sees (run pytest as root)"
-    if shutil.which(PODMAN) is None:
-        return "podman is not installed (apt-get install podman)"
     return None
 
 
@@ -308,8 +292,7 @@ def _running_pid(inspected: Mapping[str, object]) -> int | None:
 def _wait_started(name: str, process: subprocess.Popen[str]) -> str:
     # An attached `podman run` prints nothing of its own: ask podman until the
     # container exists and has started (or ended already).
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def started() -> str | None:
         result = subprocess.run(
             [PODMAN, "container", "inspect", "--format", "{{.Id}} {{.State.Status}}", name],
             stdin=subprocess.DEVNULL,
@@ -327,8 +310,10 @@ def _wait_started(name: str, process: subprocess.Popen[str]) -> str:
             raise PodmanHelperError(
                 f"podman run --name {name} failed ({process.returncode}): {stderr}"
             )
-        time.sleep(0.05)
-    raise PodmanHelperError(f"container {name} did not start within {START_TIMEOUT_S} s")
+        return None
+
+    container_id: str = eventually(started, START_TIMEOUT_S, what=f"container {name} started")
+    return container_id
 
 
 def _remove(name: str) -> None:

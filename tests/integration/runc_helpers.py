@@ -2,13 +2,13 @@
 
 `runc_container()` builds an OCI bundle (a busybox-static rootfs plus
 `runc spec`), starts it detached and always deletes it on the way out, even
-when the test fails. Call `runc_unavailable_reason()` first and skip with it.
+when the test fails. Mark tests that use it `runc` (tests/conftest.py skips
+them where runc cannot run).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-RUNC = "runc"
-BUSYBOX = "busybox"
+from tests.support.prerequisites import BUSYBOX, RUNC
+
 DEFAULT_ARGS = ("/bin/sleep", "3600")
 # The applets linked into the rootfs's /bin; pass more to runc_container().
 DEFAULT_APPLETS = ("sh", "sleep", "whoami", "id", "true", "cat", "echo", "ls", "env")
@@ -27,17 +27,6 @@ RUNC_TIMEOUT_S = 30.0
 
 class RuncHelperError(RuntimeError):
     """Raised when a test container cannot be built, started or reached."""
-
-
-def runc_unavailable_reason() -> str | None:
-    """Return why real runc containers cannot run here, or None if they can."""
-    if os.geteuid() != 0:
-        return "needs root to run runc containers (run pytest as root)"
-    if shutil.which(RUNC) is None:
-        return "runc is not installed (apt-get install runc)"
-    if shutil.which(BUSYBOX) is None:
-        return "busybox is not installed (apt-get install busybox-static)"
-    return None
 
 
 @dataclass(frozen=True)

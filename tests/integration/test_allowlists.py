@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason, start_daemon
-from podman_helpers import PodmanContainer, podman_container, podman_unavailable_reason
+from conftest import RunningDaemon, start_daemon
+from podman_helpers import PodmanContainer, podman_container
 from podman_helpers import run_foreground as podman_run_foreground
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.podman]
 
 KILLED = 137
 TAG = secrets.token_hex(4)
@@ -85,8 +85,6 @@ POLICIES = "---\n".join(
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    if (reason := podman_unavailable_reason() or bpf_unavailable_reason()) is not None:
-        pytest.skip(reason)
     workdir = tmp_path_factory.mktemp("allowlists")
     policies = workdir / "policies"
     policies.mkdir()

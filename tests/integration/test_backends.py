@@ -14,32 +14,18 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import RunningDaemon, bpf_unavailable_reason, requested_backend
 
+from tests.support.policies import HOST, exec_policy, rule, write_policy
+from tests.support.wait import eventually
+
 pytestmark = pytest.mark.root
 
 EVENT_TIMEOUT_S = 10.0
-
-POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: backend-test
-spec:
-  mode: enforce
-  selector:
-    host: true
-  rules:
-    - name: forbidden
-      action: {action}
-      match:
-        names: [{name}]
-"""
 
 
 @pytest.fixture
@@ -57,8 +43,10 @@ def program(tmp_path: Path, marker_binary: Path) -> Path:
 
 def start(daemon_factory: Any, tmp_path: Path, action: str, name: str) -> RunningDaemon:
     policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "policy.yaml").write_text(POLICY.format(action=action, name=name))
+    named = rule("forbidden", action, names=[name])
+    write_policy(
+        policies, "policy.yaml", exec_policy("backend-test", HOST, [named], mode="enforce")
+    )
     daemon: RunningDaemon = daemon_factory(policies)
     requested = requested_backend()
     if requested != "auto":
@@ -68,12 +56,13 @@ def start(daemon_factory: Any, tmp_path: Path, action: str, name: str) -> Runnin
 
 def events(daemon: RunningDaemon, count: int) -> list[dict[str, Any]]:
     """The daemon's recent denials, once `count` have arrived from the kernel."""
-    deadline = time.monotonic() + EVENT_TIMEOUT_S
-    while True:
-        recent: list[dict[str, Any]] = daemon.ask("events")["events"]
-        if len(recent) >= count or time.monotonic() > deadline:
-            return recent
-        time.sleep(0.05)
+    recent: list[dict[str, Any]] = eventually(
+        lambda: daemon.ask("events")["events"],
+        EVENT_TIMEOUT_S,
+        what=f"{count} events",
+        until=lambda recent: len(recent) >= count,
+    )
+    return recent
 
 
 def counts(daemon: RunningDaemon) -> tuple[int, int]:

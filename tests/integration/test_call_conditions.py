@@ -15,10 +15,10 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason, build_helper, start_daemon
-from podman_helpers import PODMAN, PodmanContainer, podman_container, podman_unavailable_reason
+from conftest import RunningDaemon, build_helper, start_daemon
+from podman_helpers import PODMAN, PodmanContainer, podman_container
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.podman]
 
 KILLED = 137  # 128 + SIGKILL: podman exec's status, and spawn's for a killed child
 
@@ -50,8 +50,6 @@ spec:
 
 @pytest.fixture(scope="module")
 def web(debian_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanContainer]:
-    if (reason := podman_unavailable_reason() or bpf_unavailable_reason()) is not None:
-        pytest.skip(reason)
     spawn = build_helper("spawn", tmp_path_factory.mktemp("helpers"))
     name = f"enforcer-calls-{secrets.token_hex(4)}"
     with podman_container(debian_image, name=name, args=("sleep", "3600")) as container:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import platform
 import shutil
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import RunningDaemon, bpf_unavailable_reason, build_helper, start_daemon
-from runc_helpers import RuncContainer, runc_container, runc_unavailable_reason
+from runc_helpers import RuncContainer, runc_container
 from test_enforce_containers import EVENT_TIMEOUT_S, KILLED, counts
 
 from enforcer.kernel.facts import has_prepare_exec
+from tests.support.prerequisites import runc_unavailable_reason
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.root
 
@@ -90,13 +91,12 @@ def caller_unreadable_reason(daemon: RunningDaemon) -> str | None:
 
 def web_event(daemon: RunningDaemon) -> dict[str, Any]:
     """The newest denial of the web policy, once it has reached the daemon."""
-    deadline = time.monotonic() + EVENT_TIMEOUT_S
-    while time.monotonic() < deadline:
-        found = [e for e in daemon.ask("events")["events"] if e["policy"] == "web"]
-        if found:
-            return found[-1]
-        time.sleep(0.05)
-    raise AssertionError(f"no event of policy web within {EVENT_TIMEOUT_S} s")
+    found: list[dict[str, Any]] = eventually(
+        lambda: [e for e in daemon.ask("events")["events"] if e["policy"] == "web"],
+        EVENT_TIMEOUT_S,
+        what="an event of policy web",
+    )
+    return found[-1]
 
 
 def test_called_by_nginx_a_shell_is_killed_counted_and_its_caller_named(

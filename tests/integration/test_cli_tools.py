@@ -16,33 +16,29 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import bpf_unavailable_reason
-from runc_helpers import RuncContainer, runc_container, runc_unavailable_reason
+from runc_helpers import RuncContainer, runc_container
+
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.root
 
 KILLED = 137  # 128 + SIGKILL, as runc exec reports it
 READY_TIMEOUT_S = 60.0  # compiling and loading the BPF program
 LINE_TIMEOUT_S = 15.0
+# How long one wait for a line lasts before wait_for looks at its deadline.
+LINE_SLICE_S = 0.5
 STOP_TIMEOUT_S = 15.0
 COUNT_LINE = re.compile(r"^execve called (\d+) times$")
 # TIME  PID  COMM  CONTAINER  FILE, as quick.trace_execs pads them.
 TRACE_LINE = re.compile(
     r"^\d\d:\d\d:\d\d  (?P<pid>[ \d]{7})  .{16}  (?P<container>.{12})  (?P<file>.*)$"
 )
-
-
-def skip_unless(*reasons: str | None) -> None:
-    for reason in reasons:
-        if reason is not None:
-            pytest.skip(reason)
 
 
 class CliTool:
@@ -80,26 +76,39 @@ class CliTool:
     def next_line(self, timeout: float = LINE_TIMEOUT_S) -> str:
         """The next stdout line; fails the test at the deadline or at end of output."""
         try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no output for {timeout} s\n{self.diagnostics()}") from None
+            line = self._take(timeout)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.diagnostics()}") from None
         if line is None:
-            self._lines.put(None)  # stay at end of output for later calls
-            raise AssertionError(f"output ended\n{self.diagnostics()}")
-        self.seen.append(line)
+            raise AssertionError(f"no output for {timeout} s\n{self.diagnostics()}")
         return line
 
     def wait_for(self, wanted: Callable[[str], bool], timeout: float = LINE_TIMEOUT_S) -> str:
         """Reads lines until one is `wanted`; fails the test if none is before the deadline."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.next_line(left)
-            except AssertionError:
-                break
-            if wanted(line):
-                return line
-        raise AssertionError(f"no wanted line within {timeout} s\n{self.diagnostics()}")
+        try:
+            line = eventually(
+                lambda: self._take(LINE_SLICE_S),
+                timeout,
+                what="a wanted line",
+                until=lambda taken: taken is not None and wanted(taken),
+                interval=0,  # _take waits for the next line itself
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.diagnostics()}") from None
+        assert line is not None
+        return line
+
+    def _take(self, timeout: float) -> str | None:
+        """The next line, None if none came within `timeout`; AssertionError at end of output."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if line is None:
+            self._lines.put(None)  # stay at end of output for later calls
+            raise AssertionError("output ended")
+        self.seen.append(line)
+        return line
 
     def drain(self) -> None:
         """Consumes the lines already printed, so the next one is printed from now on."""
@@ -142,8 +151,8 @@ def cli_tool(tmp_path: Path, *args: str) -> Iterator[CliTool]:
         tool.kill()
 
 
+@pytest.mark.runc
 def test_block_kills_named_program_in_one_container_until_ctrl_c(tmp_path: Path) -> None:
-    skip_unless(runc_unavailable_reason(), bpf_unavailable_reason())
     with runc_container(tmp_path) as a, runc_container(tmp_path) as b:
         short_id = a.id[:12]
         with cli_tool(tmp_path, "block", "--container", short_id, "whoami") as block:
@@ -170,7 +179,6 @@ def test_block_kills_named_program_in_one_container_until_ctrl_c(tmp_path: Path)
 
 
 def test_block_unknown_container_fails_naming_it() -> None:
-    skip_unless(bpf_unavailable_reason())
     result = subprocess.run(
         [sys.executable, "-m", "enforcer", "block", "--container", "nonexistent", "whoami"],
         stdin=subprocess.DEVNULL,
@@ -185,7 +193,6 @@ def test_block_unknown_container_fails_naming_it() -> None:
 
 
 def test_count_grows_by_the_execs_run_and_stops_on_sigterm(tmp_path: Path) -> None:
-    skip_unless(bpf_unavailable_reason())
     execs = 20
     with cli_tool(tmp_path, "count", "--interval", "0.5") as count:
 
@@ -210,7 +217,6 @@ def test_count_grows_by_the_execs_run_and_stops_on_sigterm(tmp_path: Path) -> No
 
 
 def test_trace_shows_host_exec_with_its_pid(tmp_path: Path) -> None:
-    skip_unless(bpf_unavailable_reason())
     program = tmp_path / f"enforcer-trace-{secrets.token_hex(6)}"
     shutil.copy2("/bin/true", program)
     with cli_tool(tmp_path, "trace") as trace:
@@ -257,8 +263,8 @@ def traced_exec_in(container: RuncContainer, trace: CliTool) -> re.Match[str]:
     return fields
 
 
+@pytest.mark.runc
 def test_trace_shows_container_short_id(tmp_path: Path) -> None:
-    skip_unless(runc_unavailable_reason(), bpf_unavailable_reason())
     with runc_container(tmp_path) as before, cli_tool(tmp_path, "trace") as trace:
         trace.wait_for(lambda line: line.startswith("TIME"), READY_TIMEOUT_S)
         assert traced_exec_in(before, trace)["container"] == before.id[:12]
@@ -317,7 +323,6 @@ def piped_into_head(tmp_path: Path, lines: int, *args: str) -> Iterator[Piped]:
 
 
 def test_trace_piped_into_head_stops_when_head_exits(tmp_path: Path) -> None:
-    skip_unless(bpf_unavailable_reason())
     with piped_into_head(tmp_path, 1, "trace") as piped:
         assert piped.printed.startswith("TIME")
         # The next exec's line has nowhere to go.
@@ -327,7 +332,6 @@ def test_trace_piped_into_head_stops_when_head_exits(tmp_path: Path) -> None:
 
 
 def test_count_piped_into_head_stops_when_head_exits(tmp_path: Path) -> None:
-    skip_unless(bpf_unavailable_reason())
     with piped_into_head(tmp_path, 2, "count", "--interval", "0.2") as piped:
         assert len(piped.printed.splitlines()) == 2
         assert all(COUNT_LINE.match(line) for line in piped.printed.splitlines())
@@ -352,7 +356,6 @@ def test_count_rejects_a_non_positive_interval(interval: str) -> None:
 
 def test_run_in_a_pid_namespace_of_its_own_refuses_and_says_how(tmp_path: Path) -> None:
     """From a nested pid namespace the held execs could never be signalled: no start."""
-    skip_unless(bpf_unavailable_reason())
     pin_dir = Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
     result = subprocess.run(
         ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc",

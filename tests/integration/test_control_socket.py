@@ -10,12 +10,13 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import RunningDaemon, host_policy, start_daemon
+
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.root
 
@@ -61,13 +62,12 @@ def cli_as(uid: int, gid: int, groups: str, *args: str) -> subprocess.CompletedP
 
 def first_event_line(daemon: RunningDaemon) -> str:
     """Events reach the daemon asynchronously: ask until the first one is there."""
-    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
-    while time.monotonic() < deadline:
-        lines = daemon.cli("events", "--json").stdout.splitlines()
-        if lines:
-            return lines[0]
-        time.sleep(0.05)
-    raise AssertionError("no event listed")
+
+    def listed() -> list[str]:
+        return daemon.cli("events", "--json").stdout.splitlines()
+
+    lines = eventually(listed, FOLLOW_TIMEOUT_S, what="an event in `enforcer events --json`")
+    return lines[0]
 
 
 def test_events_show_the_denial_with_its_arguments(daemon: RunningDaemon, program: Path) -> None:

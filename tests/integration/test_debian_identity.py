@@ -16,10 +16,10 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason, build_helper, start_daemon
-from podman_helpers import PODMAN, PodmanContainer, podman_container, podman_unavailable_reason
+from conftest import RunningDaemon, build_helper, start_daemon
+from podman_helpers import PODMAN, PodmanContainer, podman_container
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.podman]
 
 KILLED = 137  # 128 + SIGKILL, as podman exec reports it
 
@@ -62,8 +62,6 @@ spec:
 def containers(
     debian_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, PodmanContainer]]:
-    if (reason := podman_unavailable_reason() or bpf_unavailable_reason()) is not None:
-        pytest.skip(reason)
     unpaged = build_helper("unpaged_exec", tmp_path_factory.mktemp("helpers"))
     tag = secrets.token_hex(4)
     with (

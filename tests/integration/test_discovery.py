@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runc_helpers import runc_container, runc_unavailable_reason
+from runc_helpers import runc_container
 
 from enforcer.containers import (
     cgroup_v2_path_of_pid,
@@ -17,14 +17,11 @@ from enforcer.containers import (
     resolve_container,
 )
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.runc]
 
 
 @pytest.fixture
 def cgroup_root() -> Path:
-    reason = runc_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     return find_cgroup2_mount()
 
 

@@ -20,11 +20,12 @@ from conftest import (
     requested_backend,
     start_daemon,
 )
-from runc_helpers import RuncContainer, runc_container, runc_unavailable_reason
+from runc_helpers import RuncContainer, runc_container
 
 from enforcer.errors import DaemonUnavailableError
 from enforcer.kernel import backends
 from enforcer.kernel.facts import probe
+from tests.support.prerequisites import runc_unavailable_reason
 
 pytestmark = pytest.mark.root
 

@@ -22,46 +22,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason, host_policy, start_daemon
-from runc_helpers import runc_container, runc_unavailable_reason
+from conftest import RunningDaemon, host_policy, start_daemon
+from runc_helpers import runc_container
 from test_service import WATCHDOG_USEC, NotifySocket
 
 from enforcer.bpf import abi
 from enforcer.bpf.maps import open_pinned
 from enforcer.containers import cgroup_v2_path_of_pid, find_cgroup2_mount
+from tests.support.policies import ALL_CONTAINERS, container_ids, exec_policy, rule, write_policy
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.runc]
 
 KILLED = -signal.SIGKILL
 DECIDED_TIMEOUT_S = 15.0
-
-CONTAINER_POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: flood-container
-spec:
-  selector:
-    containers:
-      ids: ["{container_id}"]
-  rules:
-    - name: forbidden
-      match:
-        names: [{program}]
-"""
 
 SECOND_RULE = """\
     - name: also-forbidden
       match:
         names: [enforcer-test-never-run]
 """
-
-
-@pytest.fixture(autouse=True)
-def _needs_bpf_and_runc() -> None:
-    reason = runc_unavailable_reason() or bpf_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
 
 
 @contextmanager
@@ -111,10 +90,9 @@ def selected(tmp_path: Path, program: Path) -> Iterator[Selected]:
     """The container's policy names `program`; the daemon must stop cleanly after."""
     with runc_container(tmp_path) as container:
         policies = tmp_path / "policies"
-        policies.mkdir()
-        (policies / "flood.yaml").write_text(
-            CONTAINER_POLICY.format(container_id=container.id, program=program.name)
-        )
+        forbidden = rule("forbidden", names=[program.name])
+        policy = exec_policy("flood-container", container_ids(container.id), [forbidden])
+        write_policy(policies, "flood.yaml", policy)
         daemon = start_daemon(policies, tmp_path)
         own = find_cgroup2_mount() / cgroup_v2_path_of_pid(container.pid).lstrip("/")
         try:
@@ -289,27 +267,12 @@ def test_an_exec_storm_never_starves_the_watchdog(
     assert max(gaps) < WATCHDOG_USEC / 1e6
 
 
-ALL_CONTAINERS_POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: every-container
-spec:
-  selector:
-    allContainers: true
-  rules:
-    - name: forbidden
-      match:
-        names: [{program}]
-"""
-
-
 def test_a_cgroup_in_a_runtime_tree_that_names_no_container_fails_closed(
     tmp_path: Path, program: Path
 ) -> None:
     policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "all.yaml").write_text(ALL_CONTAINERS_POLICY.format(program=program.name))
+    forbidden = rule("forbidden", names=[program.name])
+    write_policy(policies, "all.yaml", exec_policy("every-container", ALL_CONTAINERS, [forbidden]))
     tree = find_cgroup2_mount() / "libpod_parent"  # podman's, with the cgroupfs manager
     made_tree = not tree.exists()
     tree.mkdir(exist_ok=True)

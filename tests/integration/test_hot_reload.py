@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from conftest import host_policy
 
+from tests.support.wait import eventually
+
 pytestmark = pytest.mark.root
 
 CHANGE_TIMEOUT_S = 5.0
@@ -42,12 +44,7 @@ def write_policy(path: Path, program: Path, mode: str = "enforce", name: str = "
 
 
 def becomes(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + CHANGE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"not within {CHANGE_TIMEOUT_S} s: {what}")
+    eventually(check, CHANGE_TIMEOUT_S, what=what, interval=0.01)
 
 
 def test_added_changed_and_removed_files_apply(

@@ -23,8 +23,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from conftest import bpf_unavailable_reason
-from podman_helpers import PODMAN, podman_container, podman_unavailable_reason
+from podman_helpers import PODMAN, podman_container
 from ruamel.yaml import YAML
 
 from enforcer.kernel.mounts import ensure_mounts
@@ -143,8 +142,6 @@ def agent_pod(image: str, name: str, pin_dir: Path, state_dir: Path) -> dict[str
 
 @pytest.fixture
 def agent(tmp_path: Path, program_name: str) -> Iterator[Agent]:
-    if (reason := podman_unavailable_reason() or bpf_unavailable_reason()) is not None:
-        pytest.skip(reason)
     version = next(line.split('"')[1] for line in (REPO / "pyproject.toml").read_text().splitlines()
                    if line.startswith("version = "))  # fmt: skip
     image = f"localhost/enforcer:{version}"
@@ -187,6 +184,7 @@ def program_name() -> str:
 
 
 @pytest.mark.parametrize("replace", ["kube down", "kill -9, kube down"])
+@pytest.mark.podman
 def test_the_agent_in_a_pod_kills_in_a_sibling_and_a_replaced_pod_lets_nothing_through(
     agent: Agent, program_name: str, debian_image: str, replace: str
 ) -> None:

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason, requested_backend, start_daemon
-from podman_helpers import PodmanContainer, podman_container, podman_unavailable_reason
+from conftest import RunningDaemon, requested_backend, start_daemon
+from podman_helpers import PodmanContainer, podman_container
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.podman]
 
 KILLED = 137
 LEARN_SECONDS = 8
@@ -23,8 +23,6 @@ WORKLOAD = "id -u >/dev/null && ls / >/dev/null && cat /etc/hostname >/dev/null 
 
 @pytest.fixture
 def container(debian_image: str) -> Iterator[PodmanContainer]:
-    if (reason := podman_unavailable_reason() or bpf_unavailable_reason()) is not None:
-        pytest.skip(reason)
     name = f"enforcer-learn-{secrets.token_hex(4)}"
     with podman_container(debian_image, name=name, args=("sleep", "3600")) as running:
         yield running

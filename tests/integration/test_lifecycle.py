@@ -9,28 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason, start_daemon
-from runc_helpers import run_foreground, runc_container, runc_unavailable_reason
+from conftest import RunningDaemon, start_daemon
+from runc_helpers import run_foreground, runc_container
 
-pytestmark = pytest.mark.root
+from tests.support.policies import container_ids, exec_policy, rule, write_policy
+from tests.support.wait import eventually
+
+pytestmark = [pytest.mark.root, pytest.mark.runc]
 
 KILLED = 137
 APPEAR_TIMEOUT_S = 10.0
-
-POLICY = """\
-apiVersion: enforcer/v1
-kind: ExecPolicy
-metadata:
-  name: future-container
-spec:
-  selector:
-    containers:
-      ids: ["{future_id}"]
-  rules:
-    - name: no-whoami
-      match:
-        names: [whoami]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +28,12 @@ def future_id() -> str:
 
 @pytest.fixture(scope="module")
 def daemon(future_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    reason = runc_unavailable_reason() or bpf_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     workdir = tmp_path_factory.mktemp("lifecycle")
     policies = workdir / "policies"
-    policies.mkdir()
-    (policies / "future.yaml").write_text(POLICY.format(future_id=future_id))
+    policy = exec_policy(
+        "future-container", container_ids(future_id), [rule("no-whoami", names=["whoami"])]
+    )
+    write_policy(policies, "future.yaml", policy)
     running = start_daemon(policies, workdir)
     yield running
     assert running.stop() == 0, running.log.read_text()
@@ -57,12 +44,10 @@ def known_containers(daemon: RunningDaemon) -> dict[str, dict[str, Any]]:
 
 
 def wait_until(condition: Any, what: str) -> float:
+    """Seconds until `condition` held; fails the test after APPEAR_TIMEOUT_S."""
     started = time.monotonic()
-    while time.monotonic() - started < APPEAR_TIMEOUT_S:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.01)
-    raise AssertionError(f"not within {APPEAR_TIMEOUT_S} s: {what}")
+    eventually(condition, APPEAR_TIMEOUT_S, what=what, interval=0.01)
+    return time.monotonic() - started
 
 
 def test_entrypoint_of_a_container_started_later_is_killed(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import host_policy, start_daemon
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.root
 
@@ -28,14 +29,15 @@ def test_metrics_and_event_log_report_a_kill(tmp_path: Path, program: Path) -> N
     )
     try:
         assert subprocess.run([str(program), "/a", "/b"], check=False).returncode == -9
-        deadline = time.monotonic() + WAIT_S
         # Logged once the endpoint listens, which may be just after the socket does.
-        while (url := re.search(r"metrics on (http://\S+)", daemon.log.read_text())) is None:
-            assert time.monotonic() < deadline, daemon.log.read_text()
-            time.sleep(0.05)
-        while not events.exists() or not events.read_text():
-            assert time.monotonic() < deadline, "no event logged"
-            time.sleep(0.05)
+        url = eventually(
+            lambda: re.search(r"metrics on (http://\S+)", daemon.log.read_text()),
+            WAIT_S,
+            what=f"the metrics endpoint in the daemon's log {daemon.log}",
+        )
+        eventually(
+            lambda: events.exists() and events.read_text(), WAIT_S, what=f"an event in {events}"
+        )
         logged = json.loads(events.read_text().splitlines()[0])
         assert (logged["policy"], logged["rule"], logged["action"]) == (
             "observed",

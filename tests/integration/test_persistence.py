@@ -22,6 +22,7 @@ import pytest
 from conftest import RunningDaemon, host_policy, start_daemon
 
 from enforcer.containers.cgroup import find_cgroup2_mount
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.root
 
@@ -197,9 +198,11 @@ def new_cgroup() -> Iterator[Path]:
     if path.is_dir():
         for pid in (path / "cgroup.procs").read_text().split():
             os.kill(int(pid), signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while (path / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(
+            lambda: not (path / "cgroup.procs").read_text().strip(),
+            5,
+            what=f"{path} emptied of its processes",
+        )
         path.rmdir()
 
 
@@ -213,10 +216,13 @@ def process_state(pid: int) -> str:
 
 
 def wait_for_state(pid: int, state: str) -> None:
-    deadline = time.monotonic() + 10
-    while process_state(pid) != state:
-        assert time.monotonic() < deadline, f"pid {pid} is {process_state(pid)}, not {state}"
-        time.sleep(0.02)
+    eventually(
+        lambda: process_state(pid),
+        10,
+        what=f"pid {pid} in state {state}",
+        until=lambda now: now == state,
+        interval=0.02,
+    )
 
 
 def test_exec_in_a_cgroup_made_while_no_daemon_runs_waits_for_the_next(

@@ -15,7 +15,6 @@ import pytest
 from podman_helpers import (
     podman_container,
     podman_image,
-    podman_unavailable_reason,
     run_foreground,
 )
 
@@ -28,14 +27,11 @@ from enforcer.containers import (
     resolve_container,
 )
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.podman]
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    reason = podman_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     with podman_image(tmp_path_factory.mktemp("podman-image")) as name:
         yield name
 
@@ -129,9 +125,6 @@ def test_identify_a_podman_container_as_its_cgroup_appears(image: str) -> None:
 def test_identify_tells_host_cgroups_without_a_subprocess(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reason = podman_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     own = cgroup_v2_path_of_pid(os.getpid())
 
     def no_subprocess(*args: object, **kwargs: object) -> NoReturn:

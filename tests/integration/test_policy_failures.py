@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,9 @@ import pytest
 from conftest import RunningDaemon, host_policy, requested_backend, start_daemon
 
 from enforcer.bpf import abi
+from tests.support.daemon import spawn
+from tests.support.policies import HOST, exec_policy, rule
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.root
 
@@ -31,24 +33,14 @@ NAMES_EACH = abi.MAX_NAME_ENTRIES // 4 + 600
 
 
 def many_rules(program: Path, name: str, rules: int, action: str = "kill") -> str:
-    body = "".join(
-        f"    - name: r{i}\n      action: {action}\n      match:\n        names: [{program.name}]\n"
-        for i in range(rules)
-    )
-    return (
-        f"apiVersion: enforcer/v1\nkind: ExecPolicy\nmetadata:\n  name: {name}\nspec:\n"
-        f"  selector:\n    host: true\n  rules:\n{body}"
-    )
+    named = [rule(f"r{i}", action, names=[program.name]) for i in range(rules)]
+    return exec_policy(name, HOST, named)
 
 
 def many_names(program: Path, name: str) -> str:
     """A kill rule naming the program and NAMES_EACH - 1 names no program has."""
     names = [program.name, *(f"absent-{name}-{i}" for i in range(NAMES_EACH - 1))]
-    return (
-        f"apiVersion: enforcer/v1\nkind: ExecPolicy\nmetadata:\n  name: {name}\nspec:\n"
-        "  selector:\n    host: true\n  rules:\n    - name: many\n      action: kill\n"
-        f"      match:\n        names: [{', '.join(names)}]\n"
-    )
+    return exec_policy(name, HOST, [rule("many", "kill", names=names)])
 
 
 def rule_counts(daemon: RunningDaemon) -> dict[tuple[str, str], int]:
@@ -173,17 +165,16 @@ def _daemon_argv(policies: Path, workdir: Path, pin_dir: Path) -> list[str]:
 
 def _start_unready(policies: Path, workdir: Path) -> RunningDaemon:
     """Starts a daemon without waiting for it to enforce (it will not, at first)."""
-    log = workdir / "unready.log"
-    socket = workdir / "unready.sock"
     pin_dir = Path(f"/sys/fs/bpf/enforcer-test-unready-{workdir.name[-8:]}")
-    argv = _daemon_argv(policies, workdir, pin_dir)
-    argv[argv.index(str(workdir / "second.sock"))] = str(socket)
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    daemon = RunningDaemon(process, socket, log, pin_dir)
-    deadline = time.monotonic() + 120
-    while not socket.exists() and time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(log.read_text())
-        time.sleep(0.1)
+    options = ["--pin-dir", str(pin_dir), "--state-dir", str(workdir / "state")]
+    options += ["--backend", requested_backend()]
+    started = spawn(policies, workdir / "unready.sock", workdir / "unready.log", options)
+    daemon = RunningDaemon(started.process, started.socket, started.log, pin_dir)
+
+    def listening() -> bool:
+        if daemon.process.poll() is not None:
+            raise AssertionError(daemon.log.read_text())
+        return daemon.socket.exists()
+
+    eventually(listening, 120, what=f"the daemon listening on {daemon.socket}", interval=0.1)
     return daemon

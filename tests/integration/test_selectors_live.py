@@ -16,17 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningDaemon, bpf_unavailable_reason, start_daemon
+from conftest import RunningDaemon, start_daemon
 from podman_helpers import (
     PodmanContainer,
     podman_container,
     podman_image,
-    podman_unavailable_reason,
     run_foreground,
 )
-from runc_helpers import RuncContainer, runc_container, runc_unavailable_reason
+from runc_helpers import RuncContainer, runc_container
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.runc]
 
 KILLED = 137
 TAG = secrets.token_hex(3)
@@ -80,9 +79,6 @@ def netns() -> Iterator[str]:
 def scene(
     tmp_path_factory: pytest.TempPathFactory, marker_binary: Path, netns: str
 ) -> Iterator[Scene]:
-    reason = podman_unavailable_reason() or runc_unavailable_reason() or bpf_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     work = tmp_path_factory.mktemp("selectors")
     files = {f"/usr/local/bin/{program(kind)}": marker_binary for kind in PROGRAMS}
     host_bin = work / "bin"

@@ -25,6 +25,9 @@ from pathlib import Path
 import pytest
 from conftest import host_policy
 
+from tests.support.daemon import spawn
+from tests.support.wait import eventually
+
 pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -36,6 +39,8 @@ READY_TIMEOUT_S = 90.0
 MESSAGE_TIMEOUT_S = 10.0
 # The keep-alive interval asked of the daemon is half of this.
 WATCHDOG_USEC = 2_000_000
+# How long one receive() waits for a datagram before the deadline is looked at.
+RECEIVE_SLICE_S = 0.5
 
 
 def systemd_analyze() -> str:
@@ -276,18 +281,24 @@ class NotifySocket:
 
     def wait_for(self, key: str, timeout: float) -> tuple[list[dict[str, str]], set[int]]:
         """Messages up to and including the first that sets `key`, and their senders."""
-        deadline = time.monotonic() + timeout
         seen: list[dict[str, str]] = []
         senders: set[int] = set()
-        while (left := deadline - time.monotonic()) > 0:
-            received = self.receive(left)
-            if received is None:
-                break
-            senders.add(received[0])
-            seen.append(received[1])
-            if key in received[1]:
-                return seen, senders
-        raise AssertionError(f"no {key}= within {timeout} s; got {seen}")
+
+        def messages() -> list[dict[str, str]]:
+            if (received := self.receive(RECEIVE_SLICE_S)) is not None:
+                senders.add(received[0])
+                seen.append(received[1])
+            return seen
+
+        # receive() blocks for the next message: no pause between calls.
+        eventually(
+            messages,
+            timeout,
+            what=f"a message that sets {key}=",
+            until=lambda got: bool(got) and key in got[-1],
+            interval=0,
+        )
+        return seen, senders
 
     def close(self) -> None:
         self.sock.close()
@@ -311,12 +322,9 @@ def test_daemon_is_ready_only_when_enforcing_and_frames_reloads(
     env["WATCHDOG_USEC"] = str(WATCHDOG_USEC)
     # Pins and state of its own, not those of an installed service.
     pin_dir = Path(f"/sys/fs/bpf/enforcer-test-{secrets.token_hex(4)}")
-    argv = [sys.executable, "-m", "enforcer", "run", "--policies", str(policies)]
-    argv += ["--socket", str(tmp_path / "enforcer.sock"), "--pin-dir", str(pin_dir)]
-    argv += ["--state-dir", str(tmp_path / "state")]
+    options = ["--pin-dir", str(pin_dir), "--state-dir", str(tmp_path / "state")]
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        daemon = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    daemon = spawn(policies, tmp_path / "enforcer.sock", log, options, env=env).process
     try:
         messages, senders = notify_socket.wait_for("READY", READY_TIMEOUT_S)
         # Ready means enforcing, at that very moment.

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -32,21 +32,13 @@ from enforcer.enforce.lifecycle import Identify, Lifecycle
 from enforcer.enforce.resolve import kernel_dev
 from enforcer.errors import EnforcerError
 from enforcer.policy.loader import LoadedPolicy, LoadResult
+from tests.support.wait import eventually
 
 SLEEP = os.path.realpath(shutil.which("sleep") or "/usr/bin/sleep")
 TRUE = os.path.realpath(shutil.which("true") or "/usr/bin/true")
 CGROUP = 900  # the held execs' cgroup, as the kernel named it
 KILL_SLEEP = loaded("host", {"host": True}, kills("sleep"))
 KILL_NC = loaded("host", {"host": True}, kills("nc"))
-
-
-def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def no_container(path: str, pid: int | None) -> Container | None:
@@ -59,7 +51,7 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     child = subprocess.Popen([SLEEP, "60"])
     os.kill(child.pid, signal.SIGSTOP)
     try:
-        assert until(lambda: proc.stopped(child.pid))
+        eventually(lambda: proc.stopped(child.pid), 10, what=f"pid {child.pid} stopped")
         yield child
     finally:
         child.kill()
@@ -82,7 +74,8 @@ def killed(child: subprocess.Popen[bytes]) -> bool:
 
 
 def continued(child: subprocess.Popen[bytes]) -> bool:
-    return until(lambda: not proc.stopped(child.pid)) and child.poll() is None
+    eventually(lambda: not proc.stopped(child.pid), 10, what=f"pid {child.pid} continued")
+    return child.poll() is None
 
 
 @dataclass
@@ -198,7 +191,7 @@ def test_in_a_container_that_cannot_be_placed_a_named_exec_is_killed_and_others_
 ) -> None:
     other = subprocess.Popen([SLEEP, "60"])
     os.kill(other.pid, signal.SIGSTOP)
-    assert until(lambda: proc.stopped(other.pid))
+    eventually(lambda: proc.stopped(other.pid), 10, what=f"pid {other.pid} stopped")
     db = Container(id="c" * 64, runtime="podman", name="db-1", cgroup_ids=(CGROUP,))
     policies = [KILL_NC, loaded("db", {"containers": {"names": ["db-*"]}}, kills("sleep"))]
     try:
@@ -259,7 +252,7 @@ def test_a_cgroup_gone_before_the_worker_places_it_is_forgotten_and_the_worker_g
         d.lifecycle.cgroup_created(901, "/enforcer-test-no-such-cgroup")  # removed already
         d.lifecycle.cgroup_created(902, here)
         d.lifecycle.cgroup_created(903, here)
-        assert until(lambda: d.engine.placement.set_of(903) is not None)
+        eventually(lambda: d.engine.placement.set_of(903) is not None, 10, what="cgroup 903 placed")
         assert len(asked) == 2  # the removed cgroup never reached the runtime
         assert d.engine.placement.set_of(901) is None
         assert d.engine.placement.set_of(902) is None

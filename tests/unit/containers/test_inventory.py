@@ -1,337 +1,41 @@
-"""Each runtime's metadata (name, image, labels), and identifying one container by its cgroup.
+"""Discovering containers, and identifying one by its cgroup, on a fake host.
 
-Fixtures under tests/fixtures/<runtime>/ are modelled on what each runtime
-writes: podman 4.3's `podman container inspect` output (as printed here),
-Docker's config.v2.json, and runc state files holding the OCI annotations of
-podman, containerd's CRI plugin and CRI-O, all trimmed to what matters.
+The host (a cgroup tree, runc roots, /proc and runtime records) is built
+under one tmp directory from the fixtures in runtime_records.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import shutil
-import stat
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from enforcer.containers import (
-    Container,
-    MetadataSources,
-    containerd,
-    crio,
-    discover,
-    docker,
-    identify,
-    podman,
+from runtime_records import (
+    CONTAINERD_ID,
+    CONTAINERD_POD_SLICE,
+    CONTAINERD_POD_UID,
+    CONTAINERD_SANDBOX_ID,
+    CONTAINERD_SANDBOX_STATE,
+    CONTAINERD_STATE,
+    CRIO_ID,
+    CRIO_POD,
+    CRIO_STATE,
+    DOCKER_ID,
+    DOCKER_STATE,
+    FIXTURES,
+    PODMAN_ID,
+    PODMAN_STATE,
+    PODMAN_STOPPED_ID,
+    RUNC_ID,
+    RUNC_STATE,
+    fake_podman,
 )
-from enforcer.containers.metadata import runtime_of
-from enforcer.containers.model import RuntimeMetadata
+
+from enforcer.containers import Container, MetadataSources, discover, identify
 from enforcer.containers.runc import RuncState, parse_state
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-
-PODMAN_ID = "89b8ce40ec1bfebf8f64cf584fa52efa64a60cf561bee5ff9fdd69a70dcbb6d4"
-PODMAN_STOPPED_ID = "cde6bab22a6783359bfc870cf2895108a1ae3bd7cda14722b53b7d0831eea3af"
-DOCKER_ID = "9b57fb1bbd3c2cf6ee97625a84eabcdcdd5b4cb5746adfa54e1cc64b173a3c5f"
-CONTAINERD_ID = "f87a679dcbfa5ccf363b3d989cd3df1e32ec6f7144f5f775abd57b2803d1d5b0"
-CONTAINERD_SANDBOX_ID = "99b091c06e386ce7862c92efbc48d3ad77fb46f808280dd7dad215575bd1037b"
-CRIO_ID = "8d505e641b55fc5552f5f0ad1a57f472656278f4800d24723347ca4c3b2048c4"
-CRIO_SANDBOX_ID = "06a0c53b5dd39ab0a536e135f628a68fa00a6d9c4e80e759476cb752a830be17"
-RUNC_ID = "397a255943b5e82a9aea1106aa36ef1c99867e676973ca0423a6326ac9a37e2b"
-
-CONTAINERD_POD_UID = "e2464e8a-850b-4fa3-9f68-ee0b7e5e8dd8"
-CONTAINERD_POD_SLICE = (
-    "/kubepods.slice/kubepods-burstable.slice/"
-    f"kubepods-burstable-pod{CONTAINERD_POD_UID.replace('-', '_')}.slice"
-)
-CRIO_POD_UID = "a8e56242-a93a-4b13-a631-d43682704e20"
-CRIO_POD = f"/kubepods/besteffort/pod{CRIO_POD_UID}"
-
-PODMAN_STATE = FIXTURES / "podman" / "runc" / PODMAN_ID / "state.json"
-DOCKER_STATE = FIXTURES / "docker" / "runtime-runc" / "moby" / DOCKER_ID / "state.json"
-CONTAINERD_STATE = FIXTURES / "containerd" / "runc" / "k8s.io" / CONTAINERD_ID / "state.json"
-CONTAINERD_SANDBOX_STATE = (
-    FIXTURES / "containerd" / "runc" / "k8s.io" / CONTAINERD_SANDBOX_ID / "state.json"
-)
-CRIO_STATE = FIXTURES / "crio" / "runc" / CRIO_ID / "state.json"
-CRIO_SANDBOX_STATE = FIXTURES / "crio" / "runc" / CRIO_SANDBOX_ID / "state.json"
-RUNC_STATE = FIXTURES / "runc" / "state.json"
-
-
-def annotations_of(state_file: Path) -> Mapping[str, str]:
-    return parse_state(state_file.read_text()).labels
-
-
-# -- podman -----------------------------------------------------------------
-
-
-def test_podman_inspect_output_parses() -> None:
-    found = podman.parse_inspect((FIXTURES / "podman" / "inspect.json").read_text())
-
-    assert found[PODMAN_ID] == RuntimeMetadata(
-        name="web",
-        image="localhost/enforcer-busybox:test",
-        labels={"team": "blue", "app.kubernetes.io/name": "web"},
-        pid=15479,
-    )
-    # Labels printed as null, and an exited container's pid 0, mean none.
-    assert found[PODMAN_STOPPED_ID] == RuntimeMetadata(
-        name="old-job", image="localhost/enforcer-busybox:test"
-    )
-
-
-@pytest.mark.parametrize("text", ["", "{oops", "{}", '[{"Name": "no id"}]', "[42]"])
-def test_malformed_podman_output_is_a_value_error(text: str) -> None:
-    with pytest.raises(ValueError):
-        podman.parse_inspect(text)
-
-
-def fake_podman(
-    directory: Path, stdout: str = "", exit_status: int = 0, stderr: str = "", sleep: int = 0
-) -> tuple[tuple[str, ...], Path]:
-    """A `podman` stand-in that records its arguments and prints what it is given.
-
-    Returns the command to run it and the file its calls are logged in, one line each.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    calls, out, err = directory / "calls", directory / "stdout", directory / "stderr"
-    out.write_text(stdout)
-    err.write_text(stderr)
-    script = directory / "podman"
-    # A slow podman is only slow: exec so that the timeout's kill reaches the sleep.
-    answer = f"exec sleep {sleep}\n" if sleep else f"cat {out}\ncat {err} >&2\nexit {exit_status}\n"
-    script.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n{answer}')
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return (str(script),), calls
-
-
-def test_podman_is_asked_once_for_many_containers(tmp_path: Path) -> None:
-    unknown = "f" * 64
-    command, calls = fake_podman(
-        tmp_path,
-        stdout=(FIXTURES / "podman" / "inspect.json").read_text(),
-        # What podman 4.3 does when one of the ids is not its container.
-        exit_status=125,
-        stderr=f"Error: inspecting object: no such container {unknown}\n",
-    )
-
-    found = podman.inspect([PODMAN_ID, PODMAN_STOPPED_ID, unknown, PODMAN_ID], command)
-
-    assert set(found) == {PODMAN_ID, PODMAN_STOPPED_ID}
-    assert calls.read_text().splitlines() == [
-        f"container inspect {PODMAN_ID} {PODMAN_STOPPED_ID} {unknown}"
-    ]
-
-
-def test_no_ids_asks_podman_nothing(tmp_path: Path) -> None:
-    command, calls = fake_podman(tmp_path)
-    assert podman.inspect([], command) == {}
-    assert not calls.exists()
-
-
-@pytest.mark.parametrize(
-    ("behaviour", "logged"),
-    [
-        # Every id unknown: podman prints "[]" (or nothing) and exits 125.
-        ({"stdout": "", "exit_status": 125}, "does not know"),
-        ({"stdout": "[]\n", "exit_status": 125}, "does not know"),
-        ({"stdout": "Error: database is locked\n", "exit_status": 125}, "not its JSON"),
-        ({"stdout": "[]", "sleep": 5}, "did not answer"),
-    ],
-)
-def test_podman_failures_leave_metadata_unknown(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, behaviour: dict[str, Any], logged: str
-) -> None:
-    command, _ = fake_podman(tmp_path, **behaviour)
-    caplog.set_level(logging.INFO, logger="enforcer.containers.podman")
-
-    assert podman.inspect([PODMAN_ID], command, timeout=0.5) == {}
-    assert logged in caplog.text
-
-
-def test_missing_podman_leaves_metadata_unknown(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    assert podman.inspect([PODMAN_ID], (str(tmp_path / "no-podman"),)) == {}
-    assert "not installed" in caplog.text
-
-
-# -- docker -----------------------------------------------------------------
-
-
-def test_docker_config_parses() -> None:
-    docker_root = FIXTURES / "docker"
-
-    metadata = docker.read_metadata(DOCKER_ID, docker_root)
-
-    assert metadata == RuntimeMetadata(
-        name="shop-frontend-1",  # Docker stores it as "/shop-frontend-1"
-        image="nginx:1.25",
-        labels={
-            "maintainer": "NGINX Docker Maintainers <docker-maint@nginx.com>",
-            "com.docker.compose.project": "shop",
-            "com.docker.compose.service": "frontend",
-            "team": "payments",
-        },
-        pid=24712,
-    )
-
-
-def test_stopped_docker_container_has_no_pid() -> None:
-    config = json.loads(
-        (FIXTURES / "docker" / "containers" / DOCKER_ID / "config.v2.json").read_text()
-    )
-    config["State"].update(Running=False, Pid=0)
-    config["Config"]["Labels"] = None
-
-    metadata = docker.parse_config(json.dumps(config))
-
-    assert metadata.pid is None
-    assert dict(metadata.labels) == {}
-
-
-def test_missing_or_broken_docker_record_is_unknown(tmp_path: Path) -> None:
-    assert docker.read_metadata(DOCKER_ID, tmp_path) is None
-    broken = tmp_path / "containers" / DOCKER_ID / "config.v2.json"
-    broken.parent.mkdir(parents=True)
-    broken.write_text('{"Name": "/half-written"')
-    assert docker.read_metadata(DOCKER_ID, tmp_path) is None
-
-
-# -- containerd (CRI) -------------------------------------------------------
-
-
-def test_containerd_container_metadata_from_annotations() -> None:
-    annotations = annotations_of(CONTAINERD_STATE)
-
-    assert containerd.is_cri_container(annotations)
-    assert containerd.metadata_from_annotations(annotations) == RuntimeMetadata(
-        name="checkout",
-        image="registry.example.com/shop/checkout:2.4.1",
-        labels={
-            "io.kubernetes.pod.name": "checkout-7d9f8b6c5-x2k4p",
-            "io.kubernetes.pod.namespace": "shop",
-            "io.kubernetes.pod.uid": CONTAINERD_POD_UID,
-            "io.kubernetes.container.name": "checkout",
-        },
-    )
-
-
-def test_containerd_sandbox_is_the_pods_pause_container() -> None:
-    metadata = containerd.metadata_from_annotations(annotations_of(CONTAINERD_SANDBOX_STATE))
-
-    assert metadata.name == "POD"
-    assert metadata.image == "registry.k8s.io/pause:3.9"
-    assert metadata.labels["io.kubernetes.pod.name"] == "checkout-7d9f8b6c5-x2k4p"
-    assert metadata.labels["io.kubernetes.pod.namespace"] == "shop"
-
-
-# -- CRI-O ------------------------------------------------------------------
-
-
-def test_crio_container_metadata_from_annotations() -> None:
-    annotations = annotations_of(CRIO_STATE)
-
-    assert crio.is_crio_container(annotations)
-    assert crio.metadata_from_annotations(annotations) == RuntimeMetadata(
-        name="ledger",
-        image="quay.io/example/ledger:1.8",
-        labels={
-            "app": "ledger",
-            "controller-revision-hash": "ledger-6b8f7d9c4",
-            "io.kubernetes.container.name": "ledger",
-            "io.kubernetes.pod.name": "ledger-0",
-            "io.kubernetes.pod.namespace": "finance",
-            "io.kubernetes.pod.uid": CRIO_POD_UID,
-            "statefulset.kubernetes.io/pod-name": "ledger-0",
-        },
-    )
-
-
-def test_crio_sandbox_is_the_pods_pause_container() -> None:
-    metadata = crio.metadata_from_annotations(annotations_of(CRIO_SANDBOX_STATE))
-
-    assert metadata.name == "POD"
-    assert metadata.image == "registry.k8s.io/pause:3.9"
-    assert metadata.labels["io.kubernetes.pod.name"] == "ledger-0"
-    assert metadata.labels["io.kubernetes.pod.namespace"] == "finance"
-
-
-def test_crio_metadata_without_kubelet_labels() -> None:
-    # What crictl makes: no kubelet labels, so the pod comes from CRI-O's own
-    # annotations and the container name from its CRI metadata.
-    sandbox = {
-        "io.container.manager": "cri-o",
-        "io.kubernetes.cri-o.ContainerType": "sandbox",
-        "io.kubernetes.cri-o.KubeName": "podsandbox1",
-        "io.kubernetes.cri-o.Namespace": "redhat.test.crio",
-        "io.kubernetes.cri-o.Labels": '{"group":"test"}',
-        "io.kubernetes.cri-o.ImageName": "registry.k8s.io/pause:3.6",
-    }
-    container = {
-        "io.container.manager": "cri-o",
-        "io.kubernetes.cri-o.ContainerType": "container",
-        "io.kubernetes.cri-o.Labels": "not json",
-        "io.kubernetes.cri-o.Metadata": '{"name":"podsandbox1-redis"}',
-        "io.kubernetes.cri-o.Image": "quay.io/crio/redis:alpine",
-    }
-
-    assert crio.metadata_from_annotations(sandbox) == RuntimeMetadata(
-        name="POD",
-        image="registry.k8s.io/pause:3.6",
-        labels={
-            "group": "test",
-            "io.kubernetes.pod.name": "podsandbox1",
-            "io.kubernetes.pod.namespace": "redhat.test.crio",
-        },
-    )
-    assert crio.metadata_from_annotations(container) == RuntimeMetadata(
-        name="podsandbox1-redis", image="quay.io/crio/redis:alpine"
-    )
-
-
-# -- which runtime ----------------------------------------------------------
-
-
-def state_with(labels: Mapping[str, str], root: Path | None = None) -> RuncState:
-    return RuncState(
-        id="x",
-        pid=1,
-        bundle="/b",
-        labels=labels,
-        created=parse_state(RUNC_STATE.read_text()).created,
-        start_time=1,
-        root=root,
-    )
-
-
-@pytest.mark.parametrize(
-    ("cgroup_runtime", "state", "expected"),
-    [
-        # podman's annotations include io.kubernetes.cri-o.* keys: still podman.
-        (None, state_with(annotations_of(PODMAN_STATE)), "podman"),
-        ("podman", state_with(annotations_of(PODMAN_STATE)), "podman"),
-        # Kubernetes' cgroupfs driver names no runtime; the annotations do.
-        ("kubernetes", state_with(annotations_of(CONTAINERD_STATE)), "containerd"),
-        ("kubernetes", state_with(annotations_of(CRIO_STATE)), "crio"),
-        (None, state_with({}, root=Path("/run/docker/runtime-runc/moby")), "docker"),
-        ("docker", state_with({}), "docker"),
-        (None, state_with({"org.example.team": "payments"}), "runc"),
-        ("kubernetes", None, "kubernetes"),
-    ],
-)
-def test_runtime_of(cgroup_runtime: str | None, state: RuncState | None, expected: str) -> None:
-    assert runtime_of(cgroup_runtime, state) == expected
-
-
-# -- a fake host: cgroup tree, runc roots, /proc, runtimes' records ---------
 
 
 class FakeHost:
