@@ -24,6 +24,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from enforcer.bpf import abi
+from enforcer.bpf.records import KernelEvent
 from enforcer.containers.inventory import discover, resolve_container
 from enforcer.containers.model import Container
 from enforcer.enforce.engine import Engine
@@ -98,7 +99,7 @@ def learn(target: Target, seconds: float, backend: Backend, output: Path | None)
     engine_ref: list[Engine] = []
     started = time.time()
 
-    def on_exec(event: Any) -> None:
+    def on_exec(event: KernelEvent) -> None:
         if not engine_ref:
             return
         owner = engine_ref[0].container_of(event.cgroup_id)

@@ -84,10 +84,17 @@ def inspect(
     ids = list(dict.fromkeys(container_ids))
     if not ids:
         return {}
-    argv = [*command, "container", "inspect", *ids]
+    result = _run_inspect(ids, command, timeout)
+    return _read_inspect(ids, result) if result is not None else {}
+
+
+def _run_inspect(
+    ids: list[str], command: Sequence[str], timeout: float
+) -> subprocess.CompletedProcess[str] | None:
+    """podman's answer about `ids`, or None (logged) when podman could not be asked."""
     try:
-        result = subprocess.run(
-            argv,
+        return subprocess.run(
+            [*command, "container", "inspect", *ids],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -101,7 +108,6 @@ def inspect(
             _short(ids),
             command[0],
         )
-        return {}
     except subprocess.TimeoutExpired:
         log.warning(
             "podman container inspect did not answer within %.0f s for %s; "
@@ -109,10 +115,15 @@ def inspect(
             timeout,
             _short(ids),
         )
-        return {}
     except OSError as e:
         log.warning("cannot run %r: %s; podman metadata stays unknown", command[0], e)
-        return {}
+    return None
+
+
+def _read_inspect(
+    ids: list[str], result: subprocess.CompletedProcess[str]
+) -> dict[str, RuntimeMetadata]:
+    """The metadata podman printed; what it could not say about is logged."""
     try:
         found = parse_inspect(result.stdout) if result.stdout.strip() else {}
     except ValueError as e:

@@ -134,8 +134,10 @@ class Daemon:
                 running.refuse_to_replace_with_nothing()
                 handover.take_over(program, pins, options.hold_grace_s)
                 running.denials(running.lifecycle.settle_held())  # held while no daemon ran
-            running.start_services(stack)
+            # Before the socket answers: a SIGHUP sent once `status` says
+            # enforcing must reload, not kill the daemon (its default action).
             signals.install(running.requests)
+            running.start_services(stack)
             log.info("enforcing")
             running.notify.ready(running.summary())
             if options.on_ready:
