@@ -19,7 +19,7 @@ from enforcer.enforce.ids import describe
 from enforcer.enforce.map_contents import GROUP_POLICY_ID, Hit, MapContents
 from enforcer.policy.loader import LoadedPolicy, LoadResult
 from enforcer.policy.model import ExecPolicy
-from enforcer.service.protocol import PolicyStates
+from enforcer.service.protocol import Persistence, PolicyStates
 from enforcer.service.reports import Reports
 
 WEB = Container(id="a" * 64, runtime="podman", name="web-1", cgroup_ids=(101,), pid=None)
@@ -120,6 +120,8 @@ def test_a_refused_map_write_keeps_the_policies_in_force_and_says_why() -> None:
     assert engine.any_rule.names(nc, {}) and not engine.any_rule.names(socat, {})
     reports = Reports(engine, FakeCounters())
     assert reports.policy_states() == PolicyStates(ok=0, stale=1, error=1)
+    status = reports.status("tracepoint", "", 0, Persistence(0, False, False))
+    assert status.enforce_error == engine.enforce_error
 
     rules.refuse = False
     assert engine.reload() is True
