@@ -171,9 +171,9 @@ def _load_program(
     return program
 
 
-def _keep_holding(program: ExecProgram, grace_s: float) -> None:
-    """Renews the time new cgroups' execs may be held for this daemon to settle."""
-    program.held.keep_holding_until(time.monotonic_ns() + int(grace_s * 1e9))
+def _keep_holding(program: ExecProgram, seconds: float) -> None:
+    """New cgroups' execs may be held for `seconds` from now, for a daemon to settle."""
+    program.held.keep_holding_until(time.monotonic_ns() + int(seconds * 1e9))
 
 
 def _persisted_ids(
@@ -201,9 +201,10 @@ class _DenialLog:
 
     def __call__(self, denials: list[Denial]) -> None:
         for denial in denials:
-            log.warning("%s", denial, extra={"denial": denial.to_json()})
+            record = denial.to_json()
+            log.warning("%s", denial, extra={"denial": record})
             if self.event_log is not None:
-                self.event_log.write(denial.to_json())
+                self.event_log.write(record)
             if self.on_denial is not None:
                 self.on_denial(denial)
 
@@ -324,7 +325,7 @@ class _Running:
                 last_keepalive = time.monotonic()
         # At once, not once stopped: a next daemon may be starting already.
         if self.options.keep_on_exit and (after := self.options.hold_after_stop_s) is not None:
-            program.held.keep_holding_until(time.monotonic_ns() + int(after * 1e9))
+            _keep_holding(program, after)
 
     def _reopen_event_log(self) -> None:
         """After logrotate moved it; on failure the old file goes on being written."""
